@@ -1,0 +1,3 @@
+//! CLI mode: what operators and the DaemonSet run (no `CNI_COMMAND` in the environment).
+
+pub mod install;

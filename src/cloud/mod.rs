@@ -1,0 +1,87 @@
+//! What the plugin asks of AWS, as two traits (IMDS and EC2) so command logic runs against fakes,
+//! the aws-sdk implementation, and the retry policy both share.
+
+pub mod aws;
+pub mod error;
+pub mod retry;
+
+pub use error::CloudError;
+
+use ipnetwork::{Ipv4Network, Ipv6Network};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The ENI behind a MAC, as IMDS describes it; none of it changes while the ENI is attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EniFacts {
+    pub eni_id: String,
+    pub mac: String,
+    pub device_number: u32,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub subnet_ipv4_cidrs: Vec<Ipv4Network>,
+    pub subnet_ipv6_cidrs: Vec<Ipv6Network>,
+}
+
+/// An ENI as EC2 sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EniView {
+    pub eni_id: String,
+    pub primary_ipv4: Option<Ipv4Addr>,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The tag that tells the VPC CNI to leave an ENI alone.
+pub const NO_MANAGE_TAG: &str = "node.k8s.amazonaws.com/no_manage";
+
+impl EniView {
+    pub fn unmanaged_by_vpc_cni(&self) -> bool {
+        self.tags.get(NO_MANAGE_TAG).map(String::as_str) == Some("true")
+    }
+
+    pub fn holds(&self, addr: std::net::IpAddr) -> bool {
+        match addr {
+            std::net::IpAddr::V4(a) => self.ipv4.contains(&a),
+            std::net::IpAddr::V6(a) => self.ipv6.contains(&a),
+        }
+    }
+}
+
+/// Instance metadata (IMDSv2).
+#[allow(async_fn_in_trait)]
+pub trait Metadata {
+    async fn region(&self) -> Result<String, CloudError>;
+    async fn eni_facts(&self, mac: &str) -> Result<EniFacts, CloudError>;
+    /// A cheap call that proves IMDS answers (STATUS).
+    async fn ping(&self) -> Result<(), CloudError>;
+}
+
+/// The EC2 calls the plugin makes; every call is retried inside the command's deadline.
+#[allow(async_fn_in_trait)]
+pub trait Ec2 {
+    async fn assign_ipv4(
+        &self,
+        eni: &str,
+        addrs: &[Ipv4Addr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError>;
+    async fn unassign_ipv4(&self, eni: &str, addrs: &[Ipv4Addr]) -> Result<(), CloudError>;
+    async fn assign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
+    async fn unassign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
+    async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError>;
+    /// The ENI that holds an IPv6 address now, if any (IPv6 cannot be reassigned in one call).
+    async fn ipv6_holder(&self, addr: Ipv6Addr) -> Result<Option<String>, CloudError>;
+}
+
+/// Both clients, the EC2 one built on first use (it needs the region, which may need IMDS).
+#[allow(async_fn_in_trait)]
+pub trait Aws {
+    type Metadata: Metadata;
+    type Ec2: Ec2;
+    fn metadata(&self) -> &Self::Metadata;
+    async fn ec2(&self) -> Result<&Self::Ec2, CloudError>;
+}

@@ -1,0 +1,222 @@
+//! Bounded retries with full-jitter exponential backoff inside one overall deadline.
+//! Throttling is a token bucket shared by every node of the account (and the VPC CNI), so
+//! jitter spreads a burst of pods instead of retrying in lockstep.
+
+use rand::Rng;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How a failed attempt should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Retry after backoff (throttling, 5xx, timeouts, connection failures).
+    Retry,
+    /// Retry a few times only: EC2's eventual consistency (e.g. an ENI id not yet visible).
+    RetryBriefly,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    pub brief_attempts: u32,
+    pub deadline: Instant,
+}
+
+/// What the loop ended with: the value, or the last error and whether time ran out.
+#[derive(Debug)]
+pub enum Outcome<T, E> {
+    Done(T),
+    Failed(E),
+    /// Time ran out: the last error, or `None` when an attempt was still running.
+    OutOfTime(Option<E>),
+}
+
+impl RetryPolicy {
+    pub fn new(deadline: Instant) -> Self {
+        RetryPolicy {
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+            brief_attempts: 3,
+            deadline,
+        }
+    }
+
+    /// The longest sleep before attempt `attempt + 1` (attempt counts from 0).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// Full jitter: uniform in [0, ceiling]; `None` when sleeping would pass the deadline.
+    pub fn delay(&self, attempt: u32, now: Instant, rng: &mut impl Rng) -> Option<Duration> {
+        let ceiling = self.ceiling(attempt);
+        let d = Duration::from_micros(rng.random_range(0..=ceiling.as_micros() as u64));
+        (now + d < self.deadline).then_some(d)
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the deadline comes; each attempt is bounded
+    /// by the time left.
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        mut op: F,
+        classify: impl Fn(&E) -> Verdict,
+    ) -> Outcome<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut rng = rand::rng();
+        let mut attempt = 0u32;
+        loop {
+            let remaining = self.remaining();
+            let result = match tokio::time::timeout(remaining, op()).await {
+                Ok(r) => r,
+                Err(_) => return Outcome::OutOfTime(None),
+            };
+            let err = match result {
+                Ok(v) => return Outcome::Done(v),
+                Err(e) => e,
+            };
+            match classify(&err) {
+                Verdict::Fail => return Outcome::Failed(err),
+                Verdict::RetryBriefly if attempt + 1 >= self.brief_attempts => {
+                    return Outcome::Failed(err)
+                }
+                Verdict::Retry | Verdict::RetryBriefly => {}
+            }
+            match self.delay(attempt, Instant::now(), &mut rng) {
+                Some(d) => {
+                    tracing::debug!(attempt, delay_ms = d.as_millis() as u64, "retrying");
+                    tokio::time::sleep(d).await;
+                }
+                None => return Outcome::OutOfTime(Some(err)),
+            }
+            attempt += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use std::cell::Cell;
+
+    fn policy(ms: u64) -> RetryPolicy {
+        RetryPolicy::new(Instant::now() + Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn ceiling_doubles_up_to_the_cap() {
+        let p = policy(60_000);
+        assert_eq!(p.ceiling(0), Duration::from_millis(50));
+        assert_eq!(p.ceiling(1), Duration::from_millis(100));
+        assert_eq!(p.ceiling(5), Duration::from_millis(1600));
+        assert_eq!(p.ceiling(6), Duration::from_secs(2));
+        assert_eq!(p.ceiling(1000), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn delays_are_jittered_within_the_ceiling() {
+        let p = policy(60_000);
+        let mut rng = StdRng::seed_from_u64(7);
+        let delays: Vec<Duration> = (0..50)
+            .map(|_| p.delay(4, Instant::now(), &mut rng).unwrap())
+            .collect();
+        assert!(delays.iter().all(|d| *d <= p.ceiling(4)));
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 40, "jitter must spread retries");
+    }
+
+    #[test]
+    fn no_delay_past_the_deadline() {
+        let p = RetryPolicy::new(Instant::now());
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(p.delay(10, Instant::now() + Duration::from_millis(1), &mut rng), None);
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn transient_errors_are_retried_until_success() {
+        let calls = Cell::new(0);
+        let out = rt().block_on(policy(10_000).run(
+            || {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move {
+                    if n < 4 {
+                        Err("throttled")
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+            |_| Verdict::Retry,
+        ));
+        assert!(matches!(out, Outcome::Done(4)));
+    }
+
+    #[test]
+    fn permanent_errors_are_not_retried() {
+        let calls = Cell::new(0);
+        let out: Outcome<(), &str> = rt().block_on(policy(10_000).run(
+            || {
+                calls.set(calls.get() + 1);
+                async { Err("InvalidParameterValue") }
+            },
+            |_| Verdict::Fail,
+        ));
+        assert!(matches!(out, Outcome::Failed("InvalidParameterValue")));
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn brief_retries_stop_after_their_budget() {
+        let calls = Cell::new(0);
+        let out: Outcome<(), &str> = rt().block_on(policy(10_000).run(
+            || {
+                calls.set(calls.get() + 1);
+                async { Err("NotFound") }
+            },
+            |_| Verdict::RetryBriefly,
+        ));
+        assert!(matches!(out, Outcome::Failed("NotFound")));
+        assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn endless_throttling_ends_out_of_time_with_the_last_error() {
+        let start = Instant::now();
+        let out: Outcome<(), &str> = rt().block_on(policy(300).run(
+            || async { Err("RequestLimitExceeded") },
+            |_| Verdict::Retry,
+        ));
+        assert!(matches!(out, Outcome::OutOfTime(Some("RequestLimitExceeded"))));
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_hung_attempt_is_cut_at_the_deadline() {
+        let out: Outcome<(), &str> = rt().block_on(policy(100).run(
+            || async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(())
+            },
+            |_| Verdict::Retry,
+        ));
+        assert!(matches!(out, Outcome::OutOfTime(None)));
+    }
+}

@@ -1,0 +1,61 @@
+//! EC2 and IMDS failures as CNI errors that name the ENI and address and say what to do.
+
+use crate::cloud::CloudError;
+use crate::cni::{CniError, ErrorCode};
+
+/// `subject` names what was being done, e.g. "assign 198.18.1.5 to eni-0b…".
+pub fn from_cloud(err: &CloudError, subject: &str) -> CniError {
+    match err {
+        CloudError::Transient { .. } => CniError::new(
+            ErrorCode::TryAgainLater,
+            format!("could not {subject}: {err}"),
+        )
+        .with_details("EC2 is throttling or unavailable; the runtime's retry completes the operation (raise \"timeoutMs\" if this persists)"),
+        CloudError::Metadata { transient: true, .. } => CniError::new(
+            ErrorCode::TryAgainLater,
+            format!("could not {subject}: {err}"),
+        )
+        .with_details("IMDS did not answer; check the instance metadata options (IMDSv2, hop limit) and retry"),
+        CloudError::Metadata { status: Some(404), .. } => CniError::new(
+            ErrorCode::EniNotFound,
+            format!("could not {subject}: {err}"),
+        )
+        .with_details("the master link's MAC is not an ENI of this instance; set \"master\" to the link of an attached ENI"),
+        CloudError::Metadata { .. } => CniError::new(
+            ErrorCode::ImdsUnusable,
+            format!("could not {subject}: {err}"),
+        )
+        .with_details("IMDS refused the request; enable IMDSv2 with a hop limit of at least 1 for host-network processes"),
+        CloudError::Api { code, .. } => {
+            let (code_num, details) = match code.as_str() {
+                "InvalidNetworkInterfaceID.NotFound" | "InvalidNetworkInterfaceID.Malformed" => (
+                    ErrorCode::EniNotFound,
+                    "the ENI no longer exists or is not in this region; check the master link and \"region\"",
+                ),
+                "PrivateIpAddressLimitExceeded" | "AddressLimitExceeded" => (
+                    ErrorCode::AddressLimit,
+                    "the ENI holds as many addresses as its instance type allows; use a larger instance type or another ENI",
+                ),
+                "InvalidIPAddress.InUse" => (
+                    ErrorCode::AddressInUse,
+                    "another ENI holds the address; set \"allowReassignment\": true to move it, or fix the IPAM range",
+                ),
+                "UnauthorizedOperation" | "AuthFailure" | "InvalidClientTokenId"
+                | "SignatureDoesNotMatch" | "MissingAuthenticationToken" | "OptInRequired"
+                | "Blocked" => (
+                    ErrorCode::NotAuthorized,
+                    "the node role lacks permission; attach install/iam-policy.json and tag the ENI node.k8s.amazonaws.com/no_manage=true",
+                ),
+                "InsufficientFreeAddressesInSubnet" => (
+                    ErrorCode::SubnetFull,
+                    "the subnet has no free addresses; free some or use a larger subnet",
+                ),
+                _ => (
+                    ErrorCode::Ec2Rejected,
+                    "EC2 rejected the request; the message above is EC2's own",
+                ),
+            };
+            CniError::new(code_num, format!("could not {subject}: {err}")).with_details(details)
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Logs go to `logFile`, never stdout (it carries the CNI reply). One line per operation.
+
+use crate::config::{LogLevel, PluginConfig};
+use std::path::Path;
+use std::sync::Mutex;
+use tracing::level_filters::LevelFilter;
+
+pub fn init(config: &PluginConfig) {
+    let level = match config.log_level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false);
+    // A log file that cannot be opened must not fail the pod: stderr is read only when stdout is empty.
+    let _ = match open(&config.log_file) {
+        Some(file) => builder.with_writer(Mutex::new(file)).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+fn open(path: &Path) -> Option<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .ok()
+}

@@ -1,0 +1,177 @@
+//! CNI mode: read env and stdin, validate everything, run one command, print the reply.
+
+use crate::cloud::aws::AwsClients;
+use crate::cloud::retry::RetryPolicy;
+use crate::cni::version::{supported_list, SUPPORTED};
+use crate::cni::{Command, CniError, CniVersion, Environment, ErrorCode, NetConf};
+use crate::commands::{self, Ctx, Summary};
+use crate::config::PluginConfig;
+use crate::node::NetlinkHost;
+use crate::store::Store;
+use std::io::Read;
+use std::time::Instant;
+
+/// What the process prints and how it exits.
+pub struct Reply {
+    pub stdout: String,
+    pub exit_code: u8,
+}
+
+pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> Reply {
+    let started = Instant::now();
+    let mut input = Vec::new();
+    let read = stdin
+        .take(crate::cni::netconf::MAX_STDIN_BYTES as u64 + 1)
+        .read_to_end(&mut input);
+    let reply_version = raw_version(&input);
+    if let Err(e) = read {
+        return error_reply(&CniError::io(format!("cannot read stdin: {e}")), &reply_version);
+    }
+    let env = match Environment::from_vars(&env_get) {
+        Ok(env) => env,
+        Err(e) => return error_reply(&e, &reply_version),
+    };
+    if env.command == Command::Version {
+        return version_reply(&reply_version);
+    }
+    let conf = match NetConf::parse(&input) {
+        Ok(c) => c,
+        Err(e) => return error_reply(&e, &reply_version),
+    };
+    let version = conf.cni_version.as_str().to_string();
+    let config = match PluginConfig::from_map(&conf.raw) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::init(&PluginConfig::default());
+            log_outcome(&env, &conf, started, &Err(e.clone()));
+            return error_reply(&e, &version);
+        }
+    };
+    crate::log::init(&config);
+    let outcome = gate(&env, &conf).and_then(|()| execute(&env, &conf, &config, started));
+    log_outcome(&env, &conf, started, &outcome.as_ref().map(|(_, s)| s.clone()).map_err(Clone::clone));
+    match outcome {
+        Ok((stdout, _)) => Reply { stdout, exit_code: 0 },
+        Err(e) => error_reply(&e, &version),
+    }
+}
+
+/// CHECK arrived in 0.4.0, STATUS and GC in 1.1.0: older configs may not use them.
+fn gate(env: &Environment, conf: &NetConf) -> Result<(), CniError> {
+    let v = conf.cni_version;
+    let allowed = match env.command {
+        Command::Check => v.has_check(),
+        Command::Status | Command::Gc => v.has_status_and_gc(),
+        _ => true,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            ErrorCode::IncompatibleVersion,
+            format!("config version {v} does not allow {}", env.command.as_str()),
+        ))
+    }
+}
+
+fn execute(
+    env: &Environment,
+    conf: &NetConf,
+    config: &PluginConfig,
+    started: Instant,
+) -> Result<(String, Summary), CniError> {
+    let deadline = started + config.timeout;
+    let policy = RetryPolicy::new(deadline);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CniError::io(format!("cannot start the async runtime: {e}")))?;
+    let store = Store::open(&config.state_dir);
+    let region_cache = config.state_dir.join("cache").join("region.json");
+    let aws = AwsClients::new(config, region_cache, policy).map_err(|e| {
+        CniError::invalid_config(format!("\"imdsEndpoint\": {e}"))
+    })?;
+    if env.command == Command::Status {
+        return runtime
+            .block_on(commands::status::status(store, &aws))
+            .map(|()| (String::new(), Summary::note("ready")));
+    }
+    let store = store?;
+    let host = NetlinkHost;
+    let ctx = Ctx {
+        env,
+        conf,
+        config,
+        store: &store,
+        aws: &aws,
+        host: &host,
+    };
+    let work = async {
+        match env.command {
+            Command::Add => commands::add::add(&ctx)
+                .await
+                .map(|(result, s)| (result.to_string(), s)),
+            Command::Del => commands::del::del(&ctx).await.map(|s| (String::new(), s)),
+            Command::Check => commands::check::check(&ctx).await.map(|s| (String::new(), s)),
+            Command::Gc => commands::gc::gc(&ctx).await.map(|s| (String::new(), s)),
+            Command::Status | Command::Version => unreachable!("handled above"),
+        }
+    };
+    runtime.block_on(async {
+        match tokio::time::timeout(config.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(CniError::new(
+                ErrorCode::TryAgainLater,
+                format!("{} did not finish within timeoutMs ({} ms)", env.command.as_str(), config.timeout.as_millis()),
+            )
+            .with_details("EC2 or IMDS is slow or throttling; the runtime's retry completes the operation")),
+        }
+    })
+}
+
+fn log_outcome(env: &Environment, conf: &NetConf, started: Instant, outcome: &Result<Summary, CniError>) {
+    let ms = started.elapsed().as_millis() as u64;
+    let cmd = env.command.as_str();
+    let pod = env.pod().unwrap_or_default();
+    match outcome {
+        Ok(s) => tracing::info!(
+            cmd, network = %conf.name, container = %env.container_id, ifname = %env.ifname, pod = %pod,
+            eni = %s.eni.as_deref().unwrap_or("-"), addresses = %commands::list(&s.addresses),
+            outcome = %s.note, ms, "ok"
+        ),
+        Err(e) => tracing::error!(
+            cmd, network = %conf.name, container = %env.container_id, ifname = %env.ifname, pod = %pod,
+            code = e.code.as_u32(), error = %e, ms, "failed"
+        ),
+    }
+}
+
+/// The version to answer in when the config cannot be parsed: the one it names, if we speak it.
+fn raw_version(input: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(input)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_string))
+        .filter(|v| CniVersion::parse(v).is_some())
+        .unwrap_or_else(|| CniVersion::V1_1_0.as_str().to_string())
+}
+
+fn version_reply(version: &str) -> Reply {
+    let versions: Vec<&str> = SUPPORTED.iter().map(|v| v.as_str()).collect();
+    let body = serde_json::json!({"cniVersion": version, "supportedVersions": versions});
+    Reply {
+        stdout: body.to_string(),
+        exit_code: 0,
+    }
+}
+
+fn error_reply(e: &CniError, version: &str) -> Reply {
+    Reply {
+        stdout: e.to_json(version),
+        exit_code: 1,
+    }
+}
+
+/// `aws-eni-ip version`.
+pub fn version_text() -> String {
+    format!("aws-eni-ip {}\nCNI spec versions: {}", crate::VERSION, supported_list())
+}

@@ -1,0 +1,46 @@
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Where an attachment's assignment stands; `Assigning` is written before the EC2 call so that a
+/// crash between the call and the record still leaves DEL something to release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Assigning,
+    Assigned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttachmentKey {
+    pub network: String,
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// One pod interface's addresses on one ENI, as this node assigned them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub network: String,
+    pub container_id: String,
+    pub ifname: String,
+    pub eni_id: String,
+    pub mac: String,
+    pub addresses: Vec<IpAddr>,
+    pub phase: Phase,
+    pub created_unix: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+}
+
+impl Attachment {
+    pub fn key(&self) -> AttachmentKey {
+        AttachmentKey {
+            network: self.network.clone(),
+            container_id: self.container_id.clone(),
+            ifname: self.ifname.clone(),
+        }
+    }
+}
