@@ -58,8 +58,12 @@ impl PluginConfig {
         let mut c = PluginConfig::default();
         if let Some(master) = string(raw, "master")? {
             crate::cni::env::validate_ifname(&master).map_err(|_| {
-                CniError::invalid_config(format!("\"master\" {master:?} is not a valid interface name"))
-                    .with_details("name the host link of the secondary ENI, e.g. \"eth1\", or omit the key")
+                CniError::invalid_config(format!(
+                    "\"master\" {master:?} is not a valid interface name"
+                ))
+                .with_details(
+                    "name the host link of the secondary ENI, e.g. \"eth1\", or omit the key",
+                )
             })?;
             c.master = Some(master);
         }
@@ -73,7 +77,9 @@ impl PluginConfig {
                 return Err(CniError::invalid_config(format!(
                     "\"region\" {region:?} is not an AWS region name"
                 ))
-                .with_details("use a name like \"us-west-2\", or omit it to read the region from IMDS"));
+                .with_details(
+                    "use a name like \"us-west-2\", or omit it to read the region from IMDS",
+                ));
             }
             c.region = Some(region);
         }
@@ -103,10 +109,13 @@ impl PluginConfig {
             };
         }
         if let Some(v) = raw.get("timeoutMs").filter(|v| !v.is_null()) {
-            let ms = v.as_u64().filter(|ms| TIMEOUT_RANGE_MS.contains(ms)).ok_or_else(|| {
-                CniError::invalid_config(format!("\"timeoutMs\" {v} is out of range"))
-                    .with_details("use a whole number of milliseconds from 1000 to 300000")
-            })?;
+            let ms = v
+                .as_u64()
+                .filter(|ms| TIMEOUT_RANGE_MS.contains(ms))
+                .ok_or_else(|| {
+                    CniError::invalid_config(format!("\"timeoutMs\" {v} is out of range"))
+                        .with_details("use a whole number of milliseconds from 1000 to 300000")
+                })?;
             c.timeout = Duration::from_millis(ms);
         }
         Ok(c)
@@ -120,7 +129,9 @@ impl PluginConfig {
         if map.get("type").and_then(Value::as_str) != Some("aws-eni-ip") {
             return Err("the block's \"type\" is not \"aws-eni-ip\"".into());
         }
-        PluginConfig::from_map(map).map(|_| ()).map_err(|e| e.to_string())
+        PluginConfig::from_map(map)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -155,10 +166,10 @@ fn endpoint(raw: &Map<String, Value>, key: &str) -> Result<Option<String>, CniEr
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
             Ok(Some(url.trim_end_matches('/').to_string()))
         }
-        _ => Err(CniError::invalid_config(format!(
-            "\"{key}\" {url:?} is not an http(s) URL"
-        ))
-        .with_details("write it like \"https://ec2.us-west-2.amazonaws.com\"")),
+        _ => Err(
+            CniError::invalid_config(format!("\"{key}\" {url:?} is not an http(s) URL"))
+                .with_details("write it like \"https://ec2.us-west-2.amazonaws.com\""),
+        ),
     }
 }
 
@@ -231,6 +242,8 @@ mod tests {
     fn validate_json_checks_type_and_keys() {
         assert!(PluginConfig::validate_json(&json!({"type": "aws-eni-ip"})).is_ok());
         assert!(PluginConfig::validate_json(&json!({"type": "ipvlan"})).is_err());
-        assert!(PluginConfig::validate_json(&json!({"type": "aws-eni-ip", "timeoutMs": -1})).is_err());
+        assert!(
+            PluginConfig::validate_json(&json!({"type": "aws-eni-ip", "timeoutMs": -1})).is_err()
+        );
     }
 }

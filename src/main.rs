@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     if std::env::var_os("CNI_COMMAND").is_some() {
-        let reply = aws_eni_ip::plugin::run(|k| std::env::var(k).ok(), &mut std::io::stdin().lock());
+        let reply =
+            aws_eni_ip::plugin::run(|k| std::env::var(k).ok(), &mut std::io::stdin().lock());
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(reply.stdout.as_bytes());
         let _ = out.flush();

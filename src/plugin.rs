@@ -3,7 +3,7 @@
 use crate::cloud::aws::AwsClients;
 use crate::cloud::retry::RetryPolicy;
 use crate::cni::version::{supported_list, SUPPORTED};
-use crate::cni::{Command, CniError, CniVersion, Environment, ErrorCode, NetConf};
+use crate::cni::{CniError, CniVersion, Command, Environment, ErrorCode, NetConf};
 use crate::commands::{self, Ctx, Summary};
 use crate::config::PluginConfig;
 use crate::node::NetlinkHost;
@@ -25,7 +25,10 @@ pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> R
         .read_to_end(&mut input);
     let reply_version = raw_version(&input);
     if let Err(e) = read {
-        return error_reply(&CniError::io(format!("cannot read stdin: {e}")), &reply_version);
+        return error_reply(
+            &CniError::io(format!("cannot read stdin: {e}")),
+            &reply_version,
+        );
     }
     let env = match Environment::from_vars(&env_get) {
         Ok(env) => env,
@@ -49,9 +52,20 @@ pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> R
     };
     crate::log::init(&config);
     let outcome = gate(&env, &conf).and_then(|()| execute(&env, &conf, &config, started));
-    log_outcome(&env, &conf, started, &outcome.as_ref().map(|(_, s)| s.clone()).map_err(Clone::clone));
+    log_outcome(
+        &env,
+        &conf,
+        started,
+        &outcome
+            .as_ref()
+            .map(|(_, s)| s.clone())
+            .map_err(Clone::clone),
+    );
     match outcome {
-        Ok((stdout, _)) => Reply { stdout, exit_code: 0 },
+        Ok((stdout, _)) => Reply {
+            stdout,
+            exit_code: 0,
+        },
         Err(e) => error_reply(&e, &version),
     }
 }
@@ -88,9 +102,8 @@ fn execute(
         .map_err(|e| CniError::io(format!("cannot start the async runtime: {e}")))?;
     let store = Store::open(&config.state_dir);
     let region_cache = config.state_dir.join("cache").join("region.json");
-    let aws = AwsClients::new(config, region_cache, policy).map_err(|e| {
-        CniError::invalid_config(format!("\"imdsEndpoint\": {e}"))
-    })?;
+    let aws = AwsClients::new(config, region_cache, policy)
+        .map_err(|e| CniError::invalid_config(format!("\"imdsEndpoint\": {e}")))?;
     if env.command == Command::Status {
         return runtime
             .block_on(commands::status::status(store, &aws))
@@ -112,7 +125,9 @@ fn execute(
                 .await
                 .map(|(result, s)| (result.to_string(), s)),
             Command::Del => commands::del::del(&ctx).await.map(|s| (String::new(), s)),
-            Command::Check => commands::check::check(&ctx).await.map(|s| (String::new(), s)),
+            Command::Check => commands::check::check(&ctx)
+                .await
+                .map(|s| (String::new(), s)),
             Command::Gc => commands::gc::gc(&ctx).await.map(|s| (String::new(), s)),
             Command::Status | Command::Version => unreachable!("handled above"),
         }
@@ -122,14 +137,25 @@ fn execute(
             Ok(r) => r,
             Err(_) => Err(CniError::new(
                 ErrorCode::TryAgainLater,
-                format!("{} did not finish within timeoutMs ({} ms)", env.command.as_str(), config.timeout.as_millis()),
+                format!(
+                    "{} did not finish within timeoutMs ({} ms)",
+                    env.command.as_str(),
+                    config.timeout.as_millis()
+                ),
             )
-            .with_details("EC2 or IMDS is slow or throttling; the runtime's retry completes the operation")),
+            .with_details(
+                "EC2 or IMDS is slow or throttling; the runtime's retry completes the operation",
+            )),
         }
     })
 }
 
-fn log_outcome(env: &Environment, conf: &NetConf, started: Instant, outcome: &Result<Summary, CniError>) {
+fn log_outcome(
+    env: &Environment,
+    conf: &NetConf,
+    started: Instant,
+    outcome: &Result<Summary, CniError>,
+) {
     let ms = started.elapsed().as_millis() as u64;
     let cmd = env.command.as_str();
     let pod = env.pod().unwrap_or_default();
@@ -173,5 +199,9 @@ fn error_reply(e: &CniError, version: &str) -> Reply {
 
 /// `aws-eni-ip version`.
 pub fn version_text() -> String {
-    format!("aws-eni-ip {}\nCNI spec versions: {}", crate::VERSION, supported_list())
+    format!(
+        "aws-eni-ip {}\nCNI spec versions: {}",
+        crate::VERSION,
+        supported_list()
+    )
 }

@@ -110,7 +110,8 @@ fn imds_error(path: &str, e: &imds::client::error::ImdsError, out_of_time: bool)
     };
     let reason = match e {
         E::FailedToLoadToken(t) if !t.is_dispatch_failure() => {
-            "IMDS refused a session token (IMDSv2 disabled, or the hop limit is too low)".to_string()
+            "IMDS refused a session token (IMDSv2 disabled, or the hop limit is too low)"
+                .to_string()
         }
         _ => DisplayErrorContext(e).to_string(),
     };
@@ -153,14 +154,23 @@ impl Metadata for AwsMetadata {
             transient: false,
         };
         let device = device?;
-        let device_number = device.trim().parse().map_err(|_| bad("device-number", &device))?;
+        let device_number = device
+            .trim()
+            .parse()
+            .map_err(|_| bad("device-number", &device))?;
         let subnet_ipv4_cidrs = v4?
             .iter()
-            .map(|c| c.parse::<Ipv4Network>().map_err(|_| bad("subnet-ipv4-cidr-block", c)))
+            .map(|c| {
+                c.parse::<Ipv4Network>()
+                    .map_err(|_| bad("subnet-ipv4-cidr-block", c))
+            })
             .collect::<Result<_, _>>()?;
         let subnet_ipv6_cidrs = v6?
             .iter()
-            .map(|c| c.parse::<Ipv6Network>().map_err(|_| bad("subnet-ipv6-cidr-blocks", c)))
+            .map(|c| {
+                c.parse::<Ipv6Network>()
+                    .map_err(|_| bad("subnet-ipv6-cidr-blocks", c))
+            })
             .collect::<Result<_, _>>()?;
         Ok(EniFacts {
             eni_id: eni_id?.trim().to_string(),
@@ -221,12 +231,11 @@ impl AwsEc2 {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>>,
+        Fut: std::future::Future<
+            Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
+        >,
     {
-        let outcome = self
-            .policy
-            .run(op, classify_ec2)
-            .await;
+        let outcome = self.policy.run(op, classify_ec2).await;
         match outcome {
             Outcome::Done(v) => Ok(v),
             Outcome::Failed(e) => Err(ec2_error(action, &e, false)),
@@ -391,7 +400,12 @@ impl Ec2 for AwsEc2 {
         view.tags = ni
             .tag_set()
             .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
             .collect();
         Ok(view)
     }

@@ -10,7 +10,10 @@ pub enum CloudError {
         message: String,
     },
     /// Throttling, 5xx, timeouts and connection failures that outlived the deadline.
-    Transient { action: &'static str, reason: String },
+    Transient {
+        action: &'static str,
+        reason: String,
+    },
     /// IMDS answered, but not with what we need (e.g. 404 for an unknown MAC).
     Metadata {
         path: String,

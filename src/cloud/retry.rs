@@ -139,7 +139,10 @@ mod tests {
     fn no_delay_past_the_deadline() {
         let p = RetryPolicy::new(Instant::now());
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(p.delay(10, Instant::now() + Duration::from_millis(1), &mut rng), None);
+        assert_eq!(
+            p.delay(10, Instant::now() + Duration::from_millis(1), &mut rng),
+            None
+        );
     }
 
     fn rt() -> tokio::runtime::Runtime {
@@ -200,11 +203,13 @@ mod tests {
     #[test]
     fn endless_throttling_ends_out_of_time_with_the_last_error() {
         let start = Instant::now();
-        let out: Outcome<(), &str> = rt().block_on(policy(300).run(
-            || async { Err("RequestLimitExceeded") },
-            |_| Verdict::Retry,
+        let out: Outcome<(), &str> = rt().block_on(
+            policy(300).run(|| async { Err("RequestLimitExceeded") }, |_| Verdict::Retry),
+        );
+        assert!(matches!(
+            out,
+            Outcome::OutOfTime(Some("RequestLimitExceeded"))
         ));
-        assert!(matches!(out, Outcome::OutOfTime(Some("RequestLimitExceeded"))));
         assert!(start.elapsed() < Duration::from_secs(2));
     }
 

@@ -64,7 +64,9 @@ impl Environment {
         let require = |k: &str| {
             nonempty(k).ok_or_else(|| {
                 CniError::invalid_env(format!("{k} is required for {}", command.as_str()))
-                    .with_details("the container runtime must set it; see the CNI spec, section 'Parameters'")
+                    .with_details(
+                        "the container runtime must set it; see the CNI spec, section 'Parameters'",
+                    )
             })
         };
         let mut env = Environment {
@@ -108,10 +110,10 @@ pub fn parse_args(raw: &str) -> Result<Vec<(String, String)>, CniError> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| match pair.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(CniError::invalid_env(format!(
-                "CNI_ARGS pair {pair:?} is not KEY=VALUE"
-            ))
-            .with_details("CNI_ARGS must be KEY=VALUE pairs separated by ';'")),
+            _ => Err(
+                CniError::invalid_env(format!("CNI_ARGS pair {pair:?} is not KEY=VALUE"))
+                    .with_details("CNI_ARGS must be KEY=VALUE pairs separated by ';'"),
+            ),
         })
         .collect()
 }
@@ -127,7 +129,9 @@ pub fn validate_container_id(id: &str) -> Result<(), CniError> {
         Err(CniError::invalid_env(format!(
             "CNI_CONTAINERID {id:?} is not a valid container id"
         ))
-        .with_details("it must start with a letter or digit and hold only letters, digits, '_', '.', '-'"))
+        .with_details(
+            "it must start with a letter or digit and hold only letters, digits, '_', '.', '-'",
+        ))
     }
 }
 
@@ -141,10 +145,10 @@ pub fn validate_ifname(name: &str) -> Result<(), CniError> {
             .chars()
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
     if bad {
-        Err(CniError::invalid_env(format!(
-            "CNI_IFNAME {name:?} is not a valid interface name"
-        ))
-        .with_details("use 1-15 characters without '/', ':' or spaces"))
+        Err(
+            CniError::invalid_env(format!("CNI_IFNAME {name:?} is not a valid interface name"))
+                .with_details("use 1-15 characters without '/', ':' or spaces"),
+        )
     } else {
         Ok(())
     }
@@ -171,7 +175,10 @@ mod tests {
             ("CNI_CONTAINERID", "abc-1"),
             ("CNI_NETNS", "/var/run/netns/x"),
             ("CNI_IFNAME", "net1"),
-            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=ran;K8S_POD_NAME=upf-0"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=ran;K8S_POD_NAME=upf-0",
+            ),
         ])
         .unwrap();
         assert_eq!(ok.pod().as_deref(), Some("ran/upf-0"));

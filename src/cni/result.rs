@@ -24,9 +24,10 @@ impl CniResult {
         };
         let result = CniResult { raw };
         for (i, ip) in result.ips().iter().enumerate() {
-            let address = ip.get("address").and_then(Value::as_str).ok_or_else(|| {
-                decode(&format!("prevResult.ips[{i}] has no \"address\" string"))
-            })?;
+            let address = ip
+                .get("address")
+                .and_then(Value::as_str)
+                .ok_or_else(|| decode(&format!("prevResult.ips[{i}] has no \"address\" string")))?;
             address.parse::<IpNetwork>().map_err(|_| {
                 decode(&format!(
                     "prevResult.ips[{i}].address {address:?} is not an address in CIDR form"
@@ -158,7 +159,10 @@ mod tests {
                 "2001:db8:100:1::50".parse().unwrap()
             ]
         );
-        assert_eq!(r.pod_addresses("eth9"), vec!["192.0.2.9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            r.pod_addresses("eth9"),
+            vec!["192.0.2.9".parse::<IpAddr>().unwrap()]
+        );
         assert!(r.pod_addresses("net2").is_empty());
     }
 
@@ -214,7 +218,10 @@ mod tests {
             json!({"ips": {"address": "198.18.1.1/24"}}),
             json!("text"),
         ] {
-            assert_eq!(CniResult::from_value(bad).unwrap_err().code, ErrorCode::Decode);
+            assert_eq!(
+                CniResult::from_value(bad).unwrap_err().code,
+                ErrorCode::Decode
+            );
         }
     }
 }

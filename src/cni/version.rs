@@ -78,7 +78,10 @@ pub fn supported_list() -> String {
 }
 
 /// The version a configuration asks for: `cniVersion`, else the newest of `cniVersions` we speak.
-pub fn negotiate(cni_version: Option<&str>, cni_versions: &[String]) -> Result<CniVersion, CniError> {
+pub fn negotiate(
+    cni_version: Option<&str>,
+    cni_versions: &[String],
+) -> Result<CniVersion, CniError> {
     if let Some(v) = cni_version.filter(|v| !v.is_empty()) {
         return CniVersion::require(v);
     }
@@ -130,7 +133,10 @@ mod tests {
             negotiate(None, &["2.0.0".to_string()]).unwrap_err().code,
             ErrorCode::IncompatibleVersion
         );
-        assert_eq!(negotiate(None, &[]).unwrap_err().code, ErrorCode::InvalidConfig);
+        assert_eq!(
+            negotiate(None, &[]).unwrap_err().code,
+            ErrorCode::InvalidConfig
+        );
     }
 
     #[test]

@@ -19,12 +19,17 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
             ErrorCode::NotChained,
             "aws-eni-ip must be called as a chained plugin: ADD has no prevResult",
         )
-        .with_details("put it after ipvlan/macvlan in the NetworkAttachmentDefinition's \"plugins\" list")
+        .with_details(
+            "put it after ipvlan/macvlan in the NetworkAttachmentDefinition's \"plugins\" list",
+        )
     })?;
     let output = prev.convert_to(ctx.conf.cni_version);
     let addrs = prev.pod_addresses(&env.ifname);
     if addrs.is_empty() {
-        return Ok((output, Summary::note(format!("prevResult has no address on {}", env.ifname))));
+        return Ok((
+            output,
+            Summary::note(format!("prevResult has no address on {}", env.ifname)),
+        ));
     }
 
     let master = find_master(ctx.host, config, env.netns.as_deref(), &env.ifname)?;
@@ -68,7 +73,9 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
     }
     if result.is_ok() && !v6.is_empty() {
         match assign_ipv6(ec2, &eni_id, &v6, config.allow_reassignment).await {
-            Ok(moved) if !moved.is_empty() => note = format!("assigned; moved {}", moved.join(", ")),
+            Ok(moved) if !moved.is_empty() => {
+                note = format!("assigned; moved {}", moved.join(", "))
+            }
             Ok(_) => {}
             Err(e) if e.is_transient() => return Err(e), // the kept record lets DEL finish the job
             Err(e) => {
@@ -108,7 +115,12 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
     ))
 }
 
-async fn assign_ipv4(ec2: &impl Ec2, eni: &str, v4: &[Ipv4Addr], allow: bool) -> Result<(), CniError> {
+async fn assign_ipv4(
+    ec2: &impl Ec2,
+    eni: &str,
+    v4: &[Ipv4Addr],
+    allow: bool,
+) -> Result<(), CniError> {
     let subject = |a: &[Ipv4Addr]| format!("assign {} to {eni}", list(a));
     let err = match ec2.assign_ipv4(eni, v4, allow).await {
         Ok(()) => return Ok(()),
@@ -120,7 +132,11 @@ async fn assign_ipv4(ec2: &impl Ec2, eni: &str, v4: &[Ipv4Addr], allow: bool) ->
         .describe_eni(eni)
         .await
         .map_err(|e| from_cloud(&e, &format!("read the addresses of {eni}")))?;
-    let rest: Vec<Ipv4Addr> = v4.iter().copied().filter(|a| !view.ipv4.contains(a)).collect();
+    let rest: Vec<Ipv4Addr> = v4
+        .iter()
+        .copied()
+        .filter(|a| !view.ipv4.contains(a))
+        .collect();
     if rest.is_empty() {
         return Ok(());
     }
@@ -133,7 +149,12 @@ async fn assign_ipv4(ec2: &impl Ec2, eni: &str, v4: &[Ipv4Addr], allow: bool) ->
 }
 
 /// IPv6 has no AllowReassignment: a held address is unassigned from its holder first.
-async fn assign_ipv6(ec2: &impl Ec2, eni: &str, v6: &[Ipv6Addr], allow: bool) -> Result<Vec<String>, CniError> {
+async fn assign_ipv6(
+    ec2: &impl Ec2,
+    eni: &str,
+    v6: &[Ipv6Addr],
+    allow: bool,
+) -> Result<Vec<String>, CniError> {
     let subject = |a: &[Ipv6Addr]| format!("assign {} to {eni}", list(a));
     let err = match ec2.assign_ipv6(eni, v6).await {
         Ok(()) => return Ok(Vec::new()),
@@ -144,7 +165,11 @@ async fn assign_ipv6(ec2: &impl Ec2, eni: &str, v6: &[Ipv6Addr], allow: bool) ->
         .describe_eni(eni)
         .await
         .map_err(|e| from_cloud(&e, &format!("read the addresses of {eni}")))?;
-    let rest: Vec<Ipv6Addr> = v6.iter().copied().filter(|a| !view.ipv6.contains(a)).collect();
+    let rest: Vec<Ipv6Addr> = v6
+        .iter()
+        .copied()
+        .filter(|a| !view.ipv6.contains(a))
+        .collect();
     if rest.is_empty() {
         return Ok(Vec::new());
     }
@@ -165,7 +190,12 @@ async fn assign_ipv6(ec2: &impl Ec2, eni: &str, v6: &[Ipv6Addr], allow: bool) ->
         match ec2.unassign_ipv6(&holder, &[*addr]).await {
             Ok(()) => moved.push(format!("{addr} from {holder}")),
             Err(e) if e.is_not_assigned() => {}
-            Err(e) => return Err(from_cloud(&e, &format!("unassign {addr} from {holder} to move it to {eni}"))),
+            Err(e) => {
+                return Err(from_cloud(
+                    &e,
+                    &format!("unassign {addr} from {holder} to move it to {eni}"),
+                ))
+            }
         }
     }
     ec2.assign_ipv6(eni, &rest)

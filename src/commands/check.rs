@@ -34,7 +34,11 @@ pub async fn check<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniE
         )
         .with_details("delete and re-create the pod so ADD assigns them")
     })?;
-    let unrecorded: Vec<IpAddr> = addrs.iter().copied().filter(|a| !record.addresses.contains(a)).collect();
+    let unrecorded: Vec<IpAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| !record.addresses.contains(a))
+        .collect();
     if !unrecorded.is_empty() {
         return Err(CniError::new(
             ErrorCode::CheckFailed,
@@ -42,11 +46,10 @@ pub async fn check<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniE
         )
         .with_details("the interface's addresses changed after ADD; re-create the pod"));
     }
-    let ec2 = ctx
-        .aws
-        .ec2()
-        .await
-        .map_err(|e| from_cloud(&e, &format!("prepare the EC2 client for {}", record.eni_id)))?;
+    let ec2 =
+        ctx.aws.ec2().await.map_err(|e| {
+            from_cloud(&e, &format!("prepare the EC2 client for {}", record.eni_id))
+        })?;
     let settle_by = Instant::now() + CONVERGENCE;
     loop {
         let view = ec2

@@ -36,7 +36,9 @@ pub fn find_master(
         (None, Some(ns)) => host.parent_of(Path::new(ns), ifname),
         (None, None) => Err(CniError::new(
             ErrorCode::MasterNotFound,
-            format!("cannot find the master of {ifname}: no CNI_NETNS and no \"master\" in the config"),
+            format!(
+                "cannot find the master of {ifname}: no CNI_NETNS and no \"master\" in the config"
+            ),
         )
         .with_details("set \"master\" to the host link of the secondary ENI")),
     }
@@ -111,7 +113,9 @@ pub fn check_subnet(facts: &EniFacts, addrs: &[IpAddr]) -> Result<(), CniError> 
             facts.eni_id
         ),
     )
-    .with_details("the VPC can only route addresses of the ENI's subnet; make the IPAM range a part of it"))
+    .with_details(
+        "the VPC can only route addresses of the ENI's subnet; make the IPAM range a part of it",
+    ))
 }
 
 pub fn check_not_primary(facts: &EniFacts, config: &PluginConfig) -> Result<(), CniError> {
@@ -202,12 +206,22 @@ mod tests {
     #[test]
     fn addresses_outside_the_subnet_are_refused_by_name() {
         let f = facts(1);
-        let ok: Vec<IpAddr> = vec!["198.18.1.80".parse().unwrap(), "2001:db8:100:1::5".parse().unwrap()];
+        let ok: Vec<IpAddr> = vec![
+            "198.18.1.80".parse().unwrap(),
+            "2001:db8:100:1::5".parse().unwrap(),
+        ];
         assert!(check_subnet(&f, &ok).is_ok());
-        let bad: Vec<IpAddr> = vec!["198.18.2.80".parse().unwrap(), "2001:db8:100:2::5".parse().unwrap()];
+        let bad: Vec<IpAddr> = vec![
+            "198.18.2.80".parse().unwrap(),
+            "2001:db8:100:2::5".parse().unwrap(),
+        ];
         let e = check_subnet(&f, &bad).unwrap_err();
         assert_eq!(e.code, ErrorCode::OutsideSubnet);
-        assert!(e.msg.contains("198.18.2.80") && e.msg.contains("2001:db8:100:2::5"), "{}", e.msg);
+        assert!(
+            e.msg.contains("198.18.2.80") && e.msg.contains("2001:db8:100:2::5"),
+            "{}",
+            e.msg
+        );
         assert!(e.msg.contains("eni-0b000000000000001") && e.msg.contains("198.18.1.0/24"));
     }
 
@@ -216,7 +230,10 @@ mod tests {
         let mut f = facts(1);
         f.subnet_ipv6_cidrs.clear();
         let v6: Vec<IpAddr> = vec!["2001:db8:100:1::5".parse().unwrap()];
-        assert_eq!(check_subnet(&f, &v6).unwrap_err().code, ErrorCode::OutsideSubnet);
+        assert_eq!(
+            check_subnet(&f, &v6).unwrap_err().code,
+            ErrorCode::OutsideSubnet
+        );
     }
 
     #[test]

@@ -9,8 +9,10 @@ use crate::node::Host;
 
 pub async fn gc<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniError> {
     let valid = ctx.conf.valid_attachments()?.ok_or_else(|| {
-        CniError::invalid_config("GC without \"cni.dev/valid-attachments\": refusing to release everything")
-            .with_details("the runtime must list the attachments that are still in use")
+        CniError::invalid_config(
+            "GC without \"cni.dev/valid-attachments\": refusing to release everything",
+        )
+        .with_details("the runtime must list the attachments that are still in use")
     })?;
     let stale: Vec<_> = ctx
         .store

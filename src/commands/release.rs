@@ -9,16 +9,19 @@ use crate::store::{Attachment, Store};
 use std::net::IpAddr;
 
 /// Releases a record's addresses that no other record holds, then forgets the record.
-pub async fn release(store: &Store, aws: &impl Aws, record: &Attachment) -> Result<Vec<IpAddr>, CniError> {
+pub async fn release(
+    store: &Store,
+    aws: &impl Aws,
+    record: &Attachment,
+) -> Result<Vec<IpAddr>, CniError> {
     let _locks = store.lock_addresses(&record.addresses)?;
     let releasable = store.releasable(record)?;
     let released = if releasable.is_empty() {
         Vec::new()
     } else {
-        let ec2 = aws
-            .ec2()
-            .await
-            .map_err(|e| from_cloud(&e, &format!("prepare the EC2 client for {}", record.eni_id)))?;
+        let ec2 = aws.ec2().await.map_err(|e| {
+            from_cloud(&e, &format!("prepare the EC2 client for {}", record.eni_id))
+        })?;
         unassign_held(ec2, &record.eni_id, &releasable).await?
     };
     store.remove(&record.key())?;
@@ -26,7 +29,11 @@ pub async fn release(store: &Store, aws: &impl Aws, record: &Attachment) -> Resu
 }
 
 /// Unassigns what `eni` still holds of `addrs`; returns what it unassigned.
-pub async fn unassign_held(ec2: &impl Ec2, eni: &str, addrs: &[IpAddr]) -> Result<Vec<IpAddr>, CniError> {
+pub async fn unassign_held(
+    ec2: &impl Ec2,
+    eni: &str,
+    addrs: &[IpAddr],
+) -> Result<Vec<IpAddr>, CniError> {
     let (v4, v6) = split_families(addrs);
     let mut released = Vec::new();
     for family in [to_ip(&v4), to_ip(&v6)] {
@@ -42,19 +49,30 @@ pub async fn unassign_held(ec2: &impl Ec2, eni: &str, addrs: &[IpAddr]) -> Resul
                     Err(e) if e.is_eni_not_found() => continue,
                     Err(e) => return Err(from_cloud(&e, &format!("read the addresses of {eni}"))),
                 };
-                let still: Vec<IpAddr> = family.iter().copied().filter(|a| view.holds(*a)).collect();
+                let still: Vec<IpAddr> =
+                    family.iter().copied().filter(|a| view.holds(*a)).collect();
                 if still.is_empty() {
                     continue;
                 }
                 match unassign(ec2, eni, &still).await {
                     Ok(()) => released.extend(still),
                     Err(e) if e.is_not_assigned() || e.is_eni_not_found() => {}
-                    Err(e) => return Err(from_cloud(&e, &format!("unassign {} from {eni}", list(&still)))),
+                    Err(e) => {
+                        return Err(from_cloud(
+                            &e,
+                            &format!("unassign {} from {eni}", list(&still)),
+                        ))
+                    }
                 }
             }
             // The ENI is gone and its addresses with it.
             Err(e) if e.is_eni_not_found() => {}
-            Err(e) => return Err(from_cloud(&e, &format!("unassign {} from {eni}", list(&family)))),
+            Err(e) => {
+                return Err(from_cloud(
+                    &e,
+                    &format!("unassign {} from {eni}", list(&family)),
+                ))
+            }
         }
     }
     Ok(released)

@@ -1,6 +1,8 @@
 use super::{format_mac, Host, MasterLink};
 use crate::cni::{CniError, ErrorCode};
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -32,8 +34,11 @@ fn open_socket() -> std::io::Result<Socket> {
 /// A socket opened inside `netns` stays bound to it; the thread that entered it just ends.
 fn open_socket_in(netns: &Path) -> Result<Socket, CniError> {
     let ns = std::fs::File::open(netns).map_err(|e| {
-        not_found(format!("cannot open network namespace {}: {e}", netns.display()))
-            .with_details("the pod sandbox is gone, or set \"master\" in the config")
+        not_found(format!(
+            "cannot open network namespace {}: {e}",
+            netns.display()
+        ))
+        .with_details("the pod sandbox is gone, or set \"master\" in the config")
     })?;
     std::thread::spawn(move || {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
@@ -41,7 +46,12 @@ fn open_socket_in(netns: &Path) -> Result<Socket, CniError> {
     })
     .join()
     .map_err(|_| not_found("netlink thread failed".into()))?
-    .map_err(|e| not_found(format!("cannot enter network namespace {}: {e}", netns.display())))
+    .map_err(|e| {
+        not_found(format!(
+            "cannot enter network namespace {}: {e}",
+            netns.display()
+        ))
+    })
 }
 
 fn dump_links(socket: &Socket) -> std::io::Result<Vec<Link>> {
@@ -123,8 +133,12 @@ impl Host for NetlinkHost {
         let socket = open_socket().map_err(|e| not_found(format!("netlink: {e}")))?;
         let links = dump_links(&socket).map_err(|e| not_found(format!("netlink: {e}")))?;
         let link = links.iter().find(|l| l.name == name).ok_or_else(|| {
-            not_found(format!("master interface {name:?} does not exist on this node"))
-                .with_details("check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node")
+            not_found(format!(
+                "master interface {name:?} does not exist on this node"
+            ))
+            .with_details(
+                "check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node",
+            )
         })?;
         as_master(link)
     }
@@ -133,8 +147,11 @@ impl Host for NetlinkHost {
         let pod_socket = open_socket_in(netns)?;
         let pod_links = dump_links(&pod_socket).map_err(|e| not_found(format!("netlink: {e}")))?;
         let pod_link = pod_links.iter().find(|l| l.name == ifname).ok_or_else(|| {
-            not_found(format!("interface {ifname} does not exist in {}", netns.display()))
-                .with_details("aws-eni-ip must come after the plugin that creates the interface")
+            not_found(format!(
+                "interface {ifname} does not exist in {}",
+                netns.display()
+            ))
+            .with_details("aws-eni-ip must come after the plugin that creates the interface")
         })?;
         let parent = match (pod_link.parent, pod_link.parent_netnsid) {
             (Some(p), Some(_)) if p != 0 => p,
@@ -146,14 +163,18 @@ impl Host for NetlinkHost {
                 .with_details("it is not an ipvlan/macvlan link; set \"master\" in the config"))
             }
         };
-        let host_links = dump_links(&open_socket().map_err(|e| not_found(format!("netlink: {e}")))?)
-            .map_err(|e| not_found(format!("netlink: {e}")))?;
-        let master = host_links.iter().find(|l| l.index == parent).ok_or_else(|| {
-            not_found(format!(
-                "parent link (index {parent}) of {ifname} is not in this network namespace"
-            ))
-            .with_details("run the plugin in the node's network namespace, or set \"master\"")
-        })?;
+        let host_links =
+            dump_links(&open_socket().map_err(|e| not_found(format!("netlink: {e}")))?)
+                .map_err(|e| not_found(format!("netlink: {e}")))?;
+        let master = host_links
+            .iter()
+            .find(|l| l.index == parent)
+            .ok_or_else(|| {
+                not_found(format!(
+                    "parent link (index {parent}) of {ifname} is not in this network namespace"
+                ))
+                .with_details("run the plugin in the node's network namespace, or set \"master\"")
+            })?;
         as_master(master)
     }
 }

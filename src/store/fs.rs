@@ -14,8 +14,9 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CniError> {
         .create(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)));
     result.map_err(|e| {
-        CniError::io(format!("cannot create state dir {}: {e}", dir.display()))
-            .with_details("the plugin runs as root; check that the path is writable or set \"stateDir\"")
+        CniError::io(format!("cannot create state dir {}: {e}", dir.display())).with_details(
+            "the plugin runs as root; check that the path is writable or set \"stateDir\"",
+        )
     })
 }
 

@@ -24,9 +24,8 @@ impl AddressLocks {
                 .write(true)
                 .open(&path)
                 .map_err(|e| CniError::io(format!("cannot open lock {}: {e}", path.display())))?;
-            let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
-                CniError::io(format!("cannot lock {}: {e}", path.display()))
-            })?;
+            let lock = Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, e)| CniError::io(format!("cannot lock {}: {e}", path.display())))?;
             held.push(lock);
         }
         Ok(AddressLocks { _held: held })

@@ -29,7 +29,12 @@ pub struct Store {
 impl Store {
     /// Opens (creating, mode 0700) the state dir.
     pub fn open(root: &Path) -> Result<Store, CniError> {
-        for dir in [root.to_path_buf(), root.join("attachments"), root.join("locks"), root.join("cache")] {
+        for dir in [
+            root.to_path_buf(),
+            root.join("attachments"),
+            root.join("locks"),
+            root.join("cache"),
+        ] {
             fs::create_private_dir(&dir)?;
         }
         Ok(Store {
@@ -74,8 +79,10 @@ impl Store {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(CniError::io(format!("cannot remove {}: {e}", path.display()))
-                .with_details("check the permissions of the state dir")),
+            Err(e) => Err(
+                CniError::io(format!("cannot remove {}: {e}", path.display()))
+                    .with_details("check the permissions of the state dir"),
+            ),
         }
     }
 
