@@ -100,7 +100,7 @@ impl Store {
                 }
             }
         }
-        out.sort_by(|a, b| a.key().cmp(&b.key()));
+        out.sort_by_key(Attachment::key);
         Ok(out)
     }
 
