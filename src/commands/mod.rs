@@ -10,6 +10,11 @@ pub mod gc;
 pub mod release;
 pub mod status;
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
 use crate::cni::{Environment, NetConf};
 use crate::config::PluginConfig;
 use crate::store::{AttachmentKey, Store};
