@@ -96,10 +96,24 @@ fn classify_imds(e: &imds::client::error::ImdsError) -> Verdict {
     match e {
         E::ErrorResponse(r) if r.response().status().as_u16() >= 500 => Verdict::Retry,
         E::ErrorResponse(_) => Verdict::Fail,
-        E::FailedToLoadToken(t) if t.is_dispatch_failure() => Verdict::Retry,
-        E::FailedToLoadToken(_) => Verdict::Fail,
+        E::FailedToLoadToken(_) if token_forbidden(e) => Verdict::Fail,
         _ => Verdict::Retry,
     }
+}
+
+/// A 403 on the token PUT means IMDS is disabled or out of hop reach: retrying cannot help.
+/// The SDK keeps the kind private; its Display is the only public trace of it.
+fn token_forbidden(e: &imds::client::error::ImdsError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<imds::client::error::TokenError>()
+            .is_some_and(|t| t.to_string().contains("forbidden"))
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn imds_error(path: &str, e: &imds::client::error::ImdsError, out_of_time: bool) -> CloudError {
