@@ -1,0 +1,65 @@
+# aws-eni-ip — build, test, demo. Run `make help` for the targets.
+CARGO   ?= cargo
+DESTDIR ?=
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE   ?= aws-eni-ip:$(VERSION)
+
+# The libcni driver of the end-to-end tests and the demo: Debian's libcni in GOPATH mode, no downloads.
+DRIVER  := tests/runtime/bin/cni-driver
+GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$${GOCACHE:-$(CURDIR)/target/go-build}
+
+.PHONY: help build release driver deps test e2e demo bench lint install image
+
+help:
+	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
+	@echo "make release   release build of the plugin: target/release/aws-eni-ip"
+	@echo "make test      installs missing Debian packages, then unit + integration + e2e + simulator tests (root)"
+	@echo "make e2e       only the end-to-end tests (tests/e2e.rs; root)"
+	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
+	@echo "make bench     benchmark (release build)"
+	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver"
+	@echo "make install   copy target/release/aws-eni-ip to \$$(DESTDIR)/opt/cni/bin"
+	@echo "make image     docker build -f install/Dockerfile (needs a Docker engine; none on the dev machines)"
+
+build:
+	$(CARGO) build --workspace --locked
+
+release:
+	$(CARGO) build --release --locked -p aws-eni-ip --bin aws-eni-ip
+
+# Debian packages the e2e tests and the demo use; installs only what is missing (apt-get, as root).
+deps:
+	@bash scripts/install-deps.sh
+
+driver:
+	@mkdir -p $(dir $(DRIVER))
+	$(GOENV) go build -o $(DRIVER) ./tests/runtime/driver
+
+test: deps
+	$(CARGO) test --workspace --locked
+
+e2e: deps
+	$(CARGO) test --locked -p aws-eni-ip --test e2e
+
+demo: deps
+	@bash scripts/demo.sh
+
+bench:
+	$(CARGO) run --release --locked -p aws-eni-ip --example bench
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@if command -v go >/dev/null; then \
+	  out=$$(gofmt -l tests/runtime); if [ -n "$$out" ]; then echo "gofmt: needs formatting: $$out"; exit 1; fi; \
+	  $(GOENV) go vet ./tests/runtime/driver; \
+	else echo "lint: go not installed, skipping gofmt/go vet of tests/runtime (make deps installs it)"; fi
+
+install:
+	@test -x target/release/aws-eni-ip || { echo "target/release/aws-eni-ip missing: run 'make release' first"; exit 1; }
+	install -d $(DESTDIR)/opt/cni/bin
+	install -m 0755 target/release/aws-eni-ip $(DESTDIR)/opt/cni/bin/aws-eni-ip
+
+# Not runnable on the development machines (no Docker engine); see the comments in install/Dockerfile.
+image:
+	docker build -f install/Dockerfile -t $(IMAGE) .
