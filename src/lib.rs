@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod cni;
 pub mod commands;
 pub mod config;
+pub mod crash;
 pub mod log;
 pub mod node;
 pub mod plugin;

@@ -195,3 +195,100 @@ fn fault_address_limit_reached_is_code_106_and_nothing_stays() {
     assert!(fx.addresses(ENI1).is_empty());
     assert_eq!(records(&fx), 0);
 }
+
+#[test]
+fn fault_eni_gone_mid_flight_fails_add_with_102_and_del_succeeds() {
+    let fx = Fixture::new();
+    let warm = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.130/24"])),
+    );
+    fx.run("ADD", "warm", "net1", &warm).ok();
+    // The ENI is deleted after the plugin cached its facts.
+    fx.sim.delete_eni(ENI1);
+    let conf = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.131/24"])),
+    );
+    let r = fx.run("ADD", "c", "net1", &conf);
+    assert_eq!(r.err_code(), 102, "{}", r.stdout);
+    assert!(r.msg().contains(ENI1), "{}", r.msg());
+    assert_eq!(records(&fx), 1, "only the earlier pod's record");
+    // Its addresses went with the ENI: DEL has nothing left to do and succeeds.
+    fx.run("DEL", "warm", "net1", &warm).ok();
+    assert_eq!(records(&fx), 0);
+}
+
+#[test]
+fn fault_unauthorized_is_code_108_naming_the_fix() {
+    let fx = Fixture::new();
+    let conf = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.132/24"])),
+    );
+    fx.sim
+        .set_faults(faults(|f| f.deny = vec!["AssignPrivateIpAddresses".into()]));
+    let r = fx.run("ADD", "c", "net1", &conf);
+    assert_eq!(r.err_code(), 108, "{}", r.stdout);
+    assert!(
+        r.msg().contains(ENI1) && r.msg().contains("iam-policy"),
+        "{}",
+        r.msg()
+    );
+    assert_eq!(records(&fx), 0);
+
+    fx.sim.set_faults(Faults::default());
+    fx.run("ADD", "c", "net1", &conf).ok();
+    fx.sim.set_faults(faults(|f| {
+        f.deny = vec!["UnassignPrivateIpAddresses".into()]
+    }));
+    assert_eq!(fx.run("DEL", "c", "net1", &conf).err_code(), 108);
+    assert_eq!(
+        records(&fx),
+        1,
+        "kept so that DEL can finish once the policy is fixed"
+    );
+    fx.sim.set_faults(Faults::default());
+    fx.run("DEL", "c", "net1", &conf).ok();
+    assert!(fx.addresses(ENI1).is_empty());
+}
+
+#[test]
+fn fault_throttling_burst_of_eight_pods_all_succeed_inside_the_deadline() {
+    let fx = Fixture::new();
+    let mut world_faults = Faults::default();
+    world_faults.throttle.insert(
+        "AssignPrivateIpAddresses".into(),
+        ec2_sim::Throttle {
+            capacity: 2,
+            refill_per_second: 4.0,
+        },
+    );
+    // m5.large holds 9 secondaries: a burst of 8 fits.
+    let confs: Vec<_> = (0..8)
+        .map(|i| {
+            fx.conf(
+                "1.0.0",
+                NODE1,
+                ENI1,
+                Some(prev_result("1.0.0", &[&format!("198.18.1.{}/24", 140 + i)])),
+            )
+        })
+        .collect();
+    fx.sim.set_faults(world_faults);
+    std::thread::scope(|s| {
+        for (i, conf) in confs.iter().enumerate() {
+            let fx = &fx;
+            s.spawn(move || fx.run("ADD", &format!("burst{i}"), "net1", conf).ok().code);
+        }
+    });
+    assert_eq!(fx.addresses(ENI1).len(), 8);
+    assert!(fx.sim.calls().throttled > 0, "the burst met the bucket");
+    assert_eq!(records(&fx), 8);
+}

@@ -58,7 +58,9 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
             }
         }
     }
+    crate::crash::point("add:before-record");
     store.put(&record)?;
+    crate::crash::point("add:before-ec2");
 
     let ec2 = ctx
         .aws
@@ -103,8 +105,10 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
         }
         return Err(e);
     }
+    crate::crash::point("add:after-ec2");
     record.phase = Phase::Assigned;
     store.put(&record)?;
+    crate::crash::point("add:after-record");
     Ok((
         output,
         Summary {

@@ -16,6 +16,7 @@ pub async fn release(
 ) -> Result<Vec<IpAddr>, CniError> {
     let _locks = store.lock_addresses(&record.addresses)?;
     let releasable = store.releasable(record)?;
+    crate::crash::point("del:before-ec2");
     let released = if releasable.is_empty() {
         Vec::new()
     } else {
@@ -24,7 +25,9 @@ pub async fn release(
         })?;
         unassign_held(ec2, &record.eni_id, &releasable).await?
     };
+    crate::crash::point("del:after-ec2");
     store.remove(&record.key())?;
+    crate::crash::point("del:after-record");
     Ok(released)
 }
 

@@ -78,6 +78,8 @@ pub struct Fixture {
 
 pub struct Reply {
     pub code: i32,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub json: Value,
 }
@@ -232,6 +234,19 @@ pub fn run_plugin_raw(
     netns: Option<&str>,
     stdin: &[u8],
 ) -> Reply {
+    run_plugin_with(command, container, ifname, netns, stdin, &[])
+}
+
+/// As [`run_plugin_raw`], with extra environment (e.g. a crash point).
+pub fn run_plugin_with(
+    command: &str,
+    container: &str,
+    ifname: &str,
+    netns: Option<&str>,
+    stdin: &[u8],
+    extra_env: &[(&str, &str)],
+) -> Reply {
+    use std::os::unix::process::ExitStatusExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-eni-ip"));
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -253,6 +268,7 @@ pub fn run_plugin_raw(
     if let Some(ns) = netns {
         cmd.env("CNI_NETNS", ns);
     }
+    cmd.envs(extra_env.iter().copied());
     let mut child = cmd.spawn().expect("spawn plugin");
     // The plugin stops reading oversized input early; a broken pipe is its answer, not ours.
     let _ = child.stdin.take().unwrap().write_all(stdin);
@@ -260,6 +276,7 @@ pub fn run_plugin_raw(
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     Reply {
         code: out.status.code().unwrap_or(-1),
+        signal: out.status.signal(),
         json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
         stdout,
     }

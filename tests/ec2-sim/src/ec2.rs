@@ -1,6 +1,6 @@
 //! EC2 Query protocol: parameters in, XML out.
 
-use crate::engine::{Ec2Error, Engine};
+use crate::engine::{region_of, Ec2Error, Engine};
 use crate::util::{glob_match, uuid, xml_escape};
 use crate::world::{is_hex_id, ACTIONS};
 use crate::EniState;
@@ -102,7 +102,7 @@ pub(crate) fn error_body(e: &Ec2Error, request_id: &str) -> String {
     )
 }
 
-/// Runs one EC2 call in the documented order: count, latency, auth, throttle, injected error, execute.
+/// Runs one EC2 call in the documented order: count, latency, auth, throttle, injected error, deny, execute.
 pub(crate) async fn handle(engine: &Engine, authorization: Option<&str>, params: Params) -> Reply {
     let request_id = uuid();
     let action: String = params
@@ -125,10 +125,12 @@ pub(crate) async fn handle(engine: &Engine, authorization: Option<&str>, params:
             "IncompleteSignature",
             "Authorization header requires the AWS4-HMAC-SHA256 algorithm",
         )),
-        Some(_) => {
+        Some(a) => {
             if !engine.admit(&action) {
                 Err(Ec2Error::new("RequestLimitExceeded", "Request limit exceeded.").status(503))
             } else if let Some(e) = engine.injected_error(&action) {
+                Err(e)
+            } else if let Some(e) = engine.denied(&action, a, eni_resource(&action, &params)) {
                 Err(e)
             } else {
                 execute(engine, &action, &params)
@@ -151,6 +153,13 @@ pub(crate) async fn handle(engine: &Engine, authorization: Option<&str>, params:
             outcome: e.code,
         },
     }
+}
+
+/// The ENI an action is authorised against; Describe* take no resource-level permissions in EC2.
+fn eni_resource<'a>(action: &str, p: &'a Params) -> Option<&'a str> {
+    action
+        .ends_with("Addresses")
+        .then(|| p.get("NetworkInterfaceId").unwrap_or("*"))
 }
 
 fn execute(engine: &Engine, action: &str, p: &Params) -> Result<String, Ec2Error> {
@@ -300,10 +309,6 @@ fn matches_any(values: &[String], candidates: &[String]) -> bool {
         .any(|v| candidates.iter().any(|c| glob_match(v, c)))
 }
 
-fn region_of(az: &str) -> &str {
-    az.trim_end_matches(|c: char| c.is_ascii_lowercase())
-}
-
 fn dns_name(ip: Ipv4Addr, az: &str) -> String {
     format!(
         "ip-{}.{}.compute.internal",
@@ -360,12 +365,13 @@ fn invalid_filter(name: &str) -> Ec2Error {
 
 fn describe_network_interfaces(engine: &Engine, p: &Params) -> Result<String, Ec2Error> {
     let ids = p.list("NetworkInterfaceId");
+    // Ids are checked against the lagged view, so a deleted ENI is NotFound only once readers see it gone.
+    let view = engine.view();
     for id in &ids {
-        engine.find_eni(id)?;
+        engine.find_eni(&view, id)?;
     }
     let filters = p.filters()?;
     let (start, max) = paging(p, !ids.is_empty())?;
-    let view = engine.view();
     let mut selected = Vec::new();
     for e in view.iter() {
         if !ids.is_empty() && !ids.contains(&e.id) {

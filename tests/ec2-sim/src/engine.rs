@@ -1,5 +1,6 @@
 //! The simulated region's state and the semantics of every mutating call.
 
+use crate::imds::imds_access_key;
 use crate::util::random_token;
 use crate::world::{
     check_in_subnet, instance_type_limits, is_hex_id, Faults, SubnetInfo, World,
@@ -98,6 +99,16 @@ fn holds(e: &EniState, ip: IpAddr) -> bool {
 
 fn holder(enis: &[EniState], ip: IpAddr) -> Option<usize> {
     enis.iter().position(|e| holds(e, ip))
+}
+
+/// The access key id of a SigV4 `Authorization` header.
+fn access_key(authorization: &str) -> Option<&str> {
+    let cred = authorization.split("Credential=").nth(1)?;
+    cred.split(['/', ',', ' ']).next().filter(|k| !k.is_empty())
+}
+
+pub(crate) fn region_of(az: &str) -> &str {
+    az.trim_end_matches(|c: char| c.is_ascii_lowercase())
 }
 
 fn not_assigned(eni_id: &str) -> Ec2Error {
@@ -286,6 +297,48 @@ impl Engine {
         Some(err)
     }
 
+    /// `UnauthorizedOperation` if the faults deny this action; `resource` = the ENI it targets, if any.
+    pub fn denied(
+        &self,
+        action: &str,
+        authorization: &str,
+        resource: Option<&str>,
+    ) -> Option<Ec2Error> {
+        if !self.lock().faults.denies(action) {
+            return None;
+        }
+        let world = &self.model.world;
+        let eni = resource.and_then(|id| world.enis.iter().find(|e| e.id == id));
+        let instance_of = |id: &str| world.instances.iter().find(|i| i.id == id);
+        // The caller is unknown to the wire, so guess: IMDS credentials name it, else the ENI's owner.
+        let key = access_key(authorization);
+        let caller = world
+            .instances
+            .iter()
+            .find(|i| key == Some(imds_access_key(i).as_str()))
+            .or_else(|| eni.and_then(|e| instance_of(e.instance_id.as_deref()?)))
+            .or(world.instances.first());
+        let account = &world.account_id;
+        let role = caller
+            .and_then(|i| i.role.as_deref())
+            .unwrap_or("ec2-sim-role");
+        let session = caller.map_or("i-00000000", |i| i.id.as_str());
+        let region = eni
+            .map(|e| region_of(&self.model.subnets[&e.subnet_id].az))
+            .or(caller.map(|i| i.region.as_str()))
+            .unwrap_or("us-west-2");
+        let on = resource.map_or_else(String::new, |id| {
+            format!(" on resource: arn:aws:ec2:{region}:{account}:network-interface/{id}")
+        });
+        Some(
+            Ec2Error::new(
+                "UnauthorizedOperation",
+                format!("You are not authorized to perform this operation. User: arn:aws:sts::{account}:assumed-role/{role}/{session} is not authorized to perform: ec2:{action}{on}"),
+            )
+            .status(403),
+        )
+    }
+
     /// Counts an IMDS request and returns (latency, down, token refused).
     pub fn begin_imds(&self, instance_id: &str) -> (Duration, bool, bool) {
         let mut inner = self.lock();
@@ -317,20 +370,38 @@ impl Engine {
             .is_some_and(|(iid, exp)| iid == instance_id && *exp > Instant::now())
     }
 
-    /// Resolves an ENI id as EC2 does: malformed first, then unknown.
-    pub fn find_eni(&self, id: &str) -> R<usize> {
+    /// Resolves an ENI id in `enis` as EC2 does: malformed first, then unknown or deleted.
+    pub fn find_eni(&self, enis: &[EniState], id: &str) -> R<usize> {
         if !is_hex_id(id, "eni-") {
             return Err(Ec2Error::new(
                 "InvalidNetworkInterfaceID.Malformed",
                 format!("Invalid id: \"{id}\" (expecting \"eni-...\")"),
             ));
         }
-        self.model.eni_index.get(id).copied().ok_or_else(|| {
+        self.position(enis, id).ok_or_else(|| {
             Ec2Error::new(
                 "InvalidNetworkInterfaceID.NotFound",
                 format!("The networkInterface ID '{id}' does not exist"),
             )
         })
+    }
+
+    /// Index of the ENI in a state vector, None once deleted.
+    fn position(&self, enis: &[EniState], id: &str) -> Option<usize> {
+        let w = *self.model.eni_index.get(id)?;
+        // Deletion keeps world order, so the ENI sits at its world index or before it.
+        if enis.get(w).is_some_and(|e| e.id == id) {
+            return Some(w);
+        }
+        enis[..w.min(enis.len())].iter().position(|e| e.id == id)
+    }
+
+    /// Per-family address limit; fixed by the world, so keyed by world index.
+    fn limit_of(&self, eni: &EniState) -> usize {
+        self.model
+            .eni_index
+            .get(&eni.id)
+            .map_or(UNATTACHED_ENI_LIMIT, |&w| self.model.limits[w]) as usize
     }
 
     fn subnet_of(&self, e: &EniState) -> &SubnetInfo {
@@ -344,9 +415,9 @@ impl Engine {
         count: Option<&str>,
         allow_reassignment: bool,
     ) -> R<Vec<Ipv4Addr>> {
-        let idx = self.find_eni(eni_id)?;
         let mut inner = self.lock();
         let enis = inner.enis.clone();
+        let idx = self.find_eni(&enis, eni_id)?;
         let eni = &enis[idx];
         let sub = self.subnet_of(eni);
         let mut requested = Vec::new();
@@ -415,7 +486,7 @@ impl Engine {
                         "Value ({c}) for parameter SecondaryPrivateIpAddressCount is invalid. Expected a positive integer."
                     ))
                 })?;
-                self.check_v4_limit(idx, eni, n as usize)?;
+                self.check_v4_limit(eni, n as usize)?;
                 let held: HashSet<Ipv4Addr> = enis
                     .iter()
                     .flat_map(|e| std::iter::once(e.primary_ip).chain(e.private_ips.iter().copied()))
@@ -439,7 +510,7 @@ impl Engine {
                 requested = added.clone();
             }
         }
-        self.check_v4_limit(idx, eni, added.len())?;
+        self.check_v4_limit(eni, added.len())?;
         let mut next = enis.as_ref().clone();
         for (j, a) in moves {
             next[j].private_ips.retain(|x| *x != a);
@@ -449,8 +520,8 @@ impl Engine {
         Ok(requested)
     }
 
-    fn check_v4_limit(&self, idx: usize, eni: &EniState, adding: usize) -> R<()> {
-        let limit = self.model.limits[idx] as usize;
+    fn check_v4_limit(&self, eni: &EniState, adding: usize) -> R<()> {
+        let limit = self.limit_of(eni);
         if 1 + eni.private_ips.len() + adding > limit {
             return Err(Ec2Error::new(
                 "PrivateIpAddressLimitExceeded",
@@ -476,15 +547,15 @@ impl Engine {
     }
 
     pub fn unassign_private(&self, eni_id: &str, addrs: &[String]) -> R<()> {
-        let idx = self.find_eni(eni_id)?;
+        let mut inner = self.lock();
+        let enis = inner.enis.clone();
+        let idx = self.find_eni(&enis, eni_id)?;
         if addrs.is_empty() {
             return Err(Ec2Error::new(
                 "MissingParameter",
                 "The request must contain the parameter PrivateIpAddress",
             ));
         }
-        let mut inner = self.lock();
-        let enis = inner.enis.clone();
         let eni = &enis[idx];
         let mut drop = Vec::new();
         for s in addrs {
@@ -515,9 +586,9 @@ impl Engine {
         addrs: &[String],
         count: Option<&str>,
     ) -> R<Vec<Ipv6Addr>> {
-        let idx = self.find_eni(eni_id)?;
         let mut inner = self.lock();
         let enis = inner.enis.clone();
+        let idx = self.find_eni(&enis, eni_id)?;
         let eni = &enis[idx];
         let sub = self.subnet_of(eni);
         let Some(net6) = sub.v6 else {
@@ -577,7 +648,7 @@ impl Engine {
                         "Value ({c}) for parameter Ipv6AddressCount is invalid. Expected a positive integer."
                     ))
                 })?;
-                self.check_v6_limit(idx, eni, n as usize)?;
+                self.check_v6_limit(eni, n as usize)?;
                 let held: HashSet<Ipv6Addr> =
                     enis.iter().flat_map(|e| e.ipv6s.iter().copied()).collect();
                 let base = u128::from(net6.network());
@@ -602,15 +673,15 @@ impl Engine {
                 }
             }
         }
-        self.check_v6_limit(idx, eni, added.len())?;
+        self.check_v6_limit(eni, added.len())?;
         let mut next = enis.as_ref().clone();
         next[idx].ipv6s.extend(added.iter().copied());
         Self::commit(&mut inner, next);
         Ok(added)
     }
 
-    fn check_v6_limit(&self, idx: usize, eni: &EniState, adding: usize) -> R<()> {
-        let limit = self.model.limits[idx] as usize;
+    fn check_v6_limit(&self, eni: &EniState, adding: usize) -> R<()> {
+        let limit = self.limit_of(eni);
         if eni.ipv6s.len() + adding > limit {
             return Err(Ec2Error::new(
                 "PrivateIpAddressLimitExceeded",
@@ -626,15 +697,15 @@ impl Engine {
     }
 
     pub fn unassign_ipv6(&self, eni_id: &str, addrs: &[String]) -> R<Vec<Ipv6Addr>> {
-        let idx = self.find_eni(eni_id)?;
+        let mut inner = self.lock();
+        let enis = inner.enis.clone();
+        let idx = self.find_eni(&enis, eni_id)?;
         if addrs.is_empty() {
             return Err(Ec2Error::new(
                 "MissingParameter",
                 "The request must contain the parameter Ipv6Addresses",
             ));
         }
-        let mut inner = self.lock();
-        let enis = inner.enis.clone();
         let eni = &enis[idx];
         let mut drop = Vec::new();
         for s in addrs {
@@ -658,13 +729,11 @@ impl Engine {
 
     /// Out-of-band assignment: moves addresses from other ENIs, ignores limits, checks the subnet.
     pub fn oob_assign(&self, eni_id: &str, addrs: &[IpAddr]) -> Result<(), OobError> {
-        let idx = *self
-            .model
-            .eni_index
-            .get(eni_id)
-            .ok_or_else(|| OobError::UnknownEni(eni_id.to_string()))?;
         let mut inner = self.lock();
         let mut next = inner.enis.as_ref().clone();
+        let idx = self
+            .position(&next, eni_id)
+            .ok_or_else(|| OobError::UnknownEni(eni_id.to_string()))?;
         let sub = self.subnet_of(&next[idx]).clone();
         for &ip in addrs {
             check_in_subnet(&sub, &next[idx].subnet_id, ip).map_err(OobError::Refused)?;
@@ -696,13 +765,11 @@ impl Engine {
 
     /// Out-of-band removal; addresses the ENI does not hold are ignored.
     pub fn oob_unassign(&self, eni_id: &str, addrs: &[IpAddr]) -> Result<(), OobError> {
-        let idx = *self
-            .model
-            .eni_index
-            .get(eni_id)
-            .ok_or_else(|| OobError::UnknownEni(eni_id.to_string()))?;
         let mut inner = self.lock();
         let mut next = inner.enis.as_ref().clone();
+        let idx = self
+            .position(&next, eni_id)
+            .ok_or_else(|| OobError::UnknownEni(eni_id.to_string()))?;
         for &ip in addrs {
             match ip {
                 IpAddr::V4(a) if a == next[idx].primary_ip => {
@@ -714,6 +781,27 @@ impl Engine {
                 IpAddr::V6(a) => next[idx].ipv6s.retain(|x| *x != a),
             }
         }
+        Self::commit(&mut inner, next);
+        Ok(())
+    }
+
+    /// Out-of-band deletion by "another actor"; the primary ENI is refused as EC2 cannot detach it.
+    pub fn oob_delete(&self, eni_id: &str) -> Result<(), OobError> {
+        let mut inner = self.lock();
+        let idx = self
+            .position(&inner.enis, eni_id)
+            .ok_or_else(|| OobError::UnknownEni(eni_id.to_string()))?;
+        if inner.enis[idx].device_index == Some(0) {
+            return Err(OobError::Refused(format!(
+                "{eni_id} is the primary network interface of {} and cannot be deleted",
+                inner.enis[idx]
+                    .instance_id
+                    .as_deref()
+                    .unwrap_or("its instance")
+            )));
+        }
+        let mut next = inner.enis.as_ref().clone();
+        next.remove(idx);
         Self::commit(&mut inner, next);
         Ok(())
     }

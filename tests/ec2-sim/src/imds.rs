@@ -105,18 +105,22 @@ fn hostname(ip: std::net::Ipv4Addr, region: &str) -> String {
     )
 }
 
-fn credentials_json(inst: &Instance) -> String {
-    let now = SystemTime::now();
+/// The access key id of the instance role's credentials; also how the EC2 side recognises the caller.
+pub(crate) fn imds_access_key(inst: &Instance) -> String {
     let hex = format!(
         "{:0>16}",
         inst.id.trim_start_matches("i-").to_ascii_uppercase()
     );
-    let key_suffix = &hex[hex.len() - 16..];
+    format!("ASIA{}", &hex[hex.len() - 16..])
+}
+
+fn credentials_json(inst: &Instance) -> String {
+    let now = SystemTime::now();
     serde_json::json!({
         "Code": "Success",
         "LastUpdated": iso8601(now, false),
         "Type": "AWS-HMAC",
-        "AccessKeyId": format!("ASIA{key_suffix}"),
+        "AccessKeyId": imds_access_key(inst),
         "SecretAccessKey": format!("simulatedSecretAccessKeyFor{}", inst.id),
         "Token": format!("SimulatedSessionToken/{}/{}", inst.id, inst.role.as_deref().unwrap_or("")),
         "Expiration": iso8601(now + Duration::from_secs(6 * 3600), false),

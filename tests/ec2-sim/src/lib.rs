@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Snapshot of every ENI.
+/// Snapshot of every ENI that exists; deleted ones are absent.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct State {
     pub enis: Vec<EniState>,
@@ -240,6 +240,16 @@ impl Sim {
             Ok(()) => {}
             Err(engine::OobError::UnknownEni(id)) => panic!("ec2-sim: unknown ENI {id}"),
             Err(engine::OobError::Refused(m)) => panic!("ec2-sim: unassign from {eni_id}: {m}"),
+        }
+    }
+
+    /// Out-of-band deletion mid-flight: the ENI, its addresses and its IMDS MAC vanish until `reset`.
+    /// Panics on an unknown (or already deleted) ENI or an instance's primary ENI.
+    pub fn delete_eni(&self, eni_id: &str) {
+        match self.shared.engine.oob_delete(eni_id) {
+            Ok(()) => {}
+            Err(engine::OobError::UnknownEni(id)) => panic!("ec2-sim: unknown ENI {id}"),
+            Err(engine::OobError::Refused(m)) => panic!("ec2-sim: delete {eni_id}: {m}"),
         }
     }
 

@@ -219,6 +219,12 @@ struct OobRequest {
     addresses: Vec<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DeleteRequest {
+    eni_id: String,
+}
+
 async fn admin(shared: &Shared, req: Request<Incoming>) -> Resp {
     let engine = &shared.engine;
     let method = req.method().clone();
@@ -269,10 +275,21 @@ async fn admin(shared: &Shared, req: Request<Incoming>) -> Resp {
                 Err(OobError::Refused(m)) => admin_error(400, &m),
             }
         }
+        (Method::POST, "/_sim/delete-eni") => {
+            let r: DeleteRequest = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => return admin_error(400, &format!("/_sim/delete-eni: {e}")),
+            };
+            match engine.oob_delete(&r.eni_id) {
+                Ok(()) => no_content(),
+                Err(OobError::UnknownEni(id)) => admin_error(404, &format!("unknown ENI {id}")),
+                Err(OobError::Refused(m)) => admin_error(400, &m),
+            }
+        }
         (
             _,
             "/_sim/state" | "/_sim/calls" | "/_sim/faults" | "/_sim/world" | "/_sim/endpoints"
-            | "/_sim/reset" | "/_sim/assign" | "/_sim/unassign",
+            | "/_sim/reset" | "/_sim/assign" | "/_sim/unassign" | "/_sim/delete-eni",
         ) => admin_error(405, "method not allowed"),
         (_, p) => admin_error(404, &format!("no admin endpoint {p}")),
     }

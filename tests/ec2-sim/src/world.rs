@@ -115,6 +115,9 @@ pub struct Faults {
     pub error_rate: BTreeMap<String, f64>,
     /// Probability per EC2 call of `Unavailable` (HTTP 503), drawn after `errorRate`.
     pub unavailable_rate: BTreeMap<String, f64>,
+    /// Actions refused with `UnauthorizedOperation` (HTTP 403), as if IAM denied them; `*` = all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
     pub imds_latency_ms: u64,
     pub imds_down: bool,
     pub imds_token_refused: bool,
@@ -165,7 +168,15 @@ impl Faults {
                 }
             }
         }
+        for k in &self.deny {
+            key_ok("deny", k)?;
+        }
         Ok(())
+    }
+
+    /// Whether IAM refuses `action`; unimplemented actions stay `InvalidAction`, as EC2 parses first.
+    pub(crate) fn denies(&self, action: &str) -> bool {
+        ACTIONS.contains(&action) && self.deny.iter().any(|d| d == action || d == "*")
     }
 
     /// The value for `action`, else the `*` entry.

@@ -122,6 +122,76 @@ fn faults_reset_assign_unassign_endpoints() {
 }
 
 #[test]
+fn delete_eni_endpoint() {
+    let sim = demo();
+    let body = |id: &str| format!(r#"{{"eniId":"{id}"}}"#);
+    let r = admin(&sim, "POST", "/_sim/delete-eni", &body(ENI_C1));
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(sim.state().eni(ENI_C1).is_none());
+    let r = admin(&sim, "GET", "/_sim/state", "");
+    assert!(!r.body.contains(ENI_C1), "{}", r.body);
+    let error = |r: &Resp| {
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let r = admin(&sim, "POST", "/_sim/delete-eni", &body(ENI_C1));
+    assert_eq!(r.status, 404, "already deleted");
+    assert_eq!(error(&r), format!("unknown ENI {ENI_C1}"));
+    let r = admin(
+        &sim,
+        "POST",
+        "/_sim/delete-eni",
+        &body("eni-0123456789abcdef0"),
+    );
+    assert_eq!(r.status, 404);
+    let r = admin(&sim, "POST", "/_sim/delete-eni", &body(ENI_A1));
+    assert_eq!(r.status, 400, "primary ENI");
+    assert!(
+        error(&r).contains("primary network interface"),
+        "{}",
+        r.body
+    );
+    assert!(sim.state().eni(ENI_A1).is_some());
+    for bad in [
+        "not json",
+        "{}",
+        r#"{"eniId": "eni-0c000000000000001", "x": 1}"#,
+    ] {
+        let r = admin(&sim, "POST", "/_sim/delete-eni", bad);
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(!error(&r).is_empty());
+    }
+    assert_eq!(admin(&sim, "GET", "/_sim/delete-eni", "").status, 405);
+    let r = admin(
+        &sim,
+        "POST",
+        "/_sim/assign",
+        &format!(r#"{{"eniId":"{ENI_C1}","addresses":["198.18.1.5"]}}"#),
+    );
+    assert_eq!(r.status, 404, "out-of-band assign to a deleted ENI");
+    assert_eq!(
+        ec2(
+            &sim,
+            &[
+                ("Action", "DescribeNetworkInterfaces"),
+                ("NetworkInterfaceId.1", ENI_C1)
+            ]
+        )
+        .code()
+        .as_deref(),
+        Some("InvalidNetworkInterfaceID.NotFound")
+    );
+    assert_eq!(admin(&sim, "POST", "/_sim/reset", "").status, 204);
+    assert!(sim.state().eni(ENI_C1).is_some(), "reset brings it back");
+    assert_eq!(
+        admin(&sim, "POST", "/_sim/delete-eni", &body(ENI_C1)).status,
+        204
+    );
+}
+
+#[test]
 fn world_validation_messages() {
     let demo_json = serde_json::to_string(&World::demo()).unwrap();
     assert_eq!(

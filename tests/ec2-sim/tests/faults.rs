@@ -142,6 +142,178 @@ fn order_is_auth_then_throttle_then_injected_error() {
     );
 }
 
+fn deny(actions: &[&str]) -> Faults {
+    Faults {
+        deny: actions.iter().map(|a| a.to_string()).collect(),
+        ..Faults::default()
+    }
+}
+
+/// A SigV4 header whose access key is the one IMDS hands out to `instance`'s role.
+fn signed_as_instance(sim: &Sim, instance: &str, params: &[(&str, &str)]) -> Resp {
+    let creds = imds(
+        sim,
+        instance,
+        "/latest/meta-data/iam/security-credentials/eks-node-role",
+    );
+    let v: serde_json::Value = serde_json::from_str(&creds.body).unwrap();
+    let key = v["AccessKeyId"].as_str().unwrap();
+    let auth = format!("AWS4-HMAC-SHA256 Credential={key}/20240101/us-west-2/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=00");
+    let mut all = vec![("Version", "2016-11-15")];
+    all.extend_from_slice(params);
+    http(
+        &sim.ec2_url(),
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Authorization", &auth),
+        ],
+        form(&all).as_bytes(),
+    )
+}
+
+#[test]
+fn deny_is_unauthorized_operation_403_naming_role_action_and_eni() {
+    let sim = demo();
+    sim.set_faults(deny(&["AssignPrivateIpAddresses"]));
+    let r = assign(&sim, ENI_B1, &["198.18.1.20"], None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.code().as_deref(), Some("UnauthorizedOperation"));
+    assert_eq!(
+        r.message(),
+        format!("You are not authorized to perform this operation. User: arn:aws:sts::111122223333:assumed-role/eks-node-role/{I1} is not authorized to perform: ec2:AssignPrivateIpAddresses on resource: arn:aws:ec2:us-west-2:111122223333:network-interface/{ENI_B1}")
+    );
+    assert!(r.tag("RequestID").is_some());
+    assert!(
+        sim.state().eni(ENI_B1).unwrap().private_ips.is_empty(),
+        "nothing executed"
+    );
+    // Without IMDS credentials the caller is guessed from the ENI's instance.
+    let r = assign(&sim, ENI_B2, &["198.18.1.20"], None);
+    assert!(
+        r.message()
+            .contains(&format!("assumed-role/eks-node-role/{I2} ")),
+        "{}",
+        r.message()
+    );
+    // With them, the instance whose role credentials signed the call is named.
+    let r = signed_as_instance(
+        &sim,
+        I2,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("NetworkInterfaceId", ENI_B1),
+            ("PrivateIpAddress.1", "198.18.1.20"),
+        ],
+    );
+    assert_eq!(r.code().as_deref(), Some("UnauthorizedOperation"));
+    assert!(
+        r.message()
+            .contains(&format!("assumed-role/eks-node-role/{I2} ")),
+        "{}",
+        r.message()
+    );
+    assert!(r
+        .message()
+        .ends_with(&format!("network-interface/{ENI_B1}")));
+    // Denial precedes execution, so even a malformed id is refused by IAM first.
+    let r = assign(&sim, "eni-bogus", &["198.18.1.20"], None);
+    assert_eq!(r.code().as_deref(), Some("UnauthorizedOperation"));
+    assert_eq!(
+        unassign(&sim, ENI_B1, &["198.18.1.20"]).code().as_deref(),
+        Some("InvalidParameterValue"),
+        "other actions unaffected"
+    );
+    assert_eq!(assign(&sim, ENI_B1, &["198.18.1.20"], None).status, 403);
+    let c = sim.calls();
+    assert_eq!(
+        c.ec2["AssignPrivateIpAddresses"], 5,
+        "denied calls are counted"
+    );
+    assert_eq!((c.throttled, c.injected_errors), (0, 0));
+    sim.reset();
+    assert_eq!(assign(&sim, ENI_B1, &["198.18.1.20"], None).status, 200);
+}
+
+#[test]
+fn deny_star_covers_every_implemented_action() {
+    let sim = demo();
+    sim.set_faults(deny(&["*"]));
+    for action in [
+        "DescribeNetworkInterfaces",
+        "DescribeInstances",
+        "DescribeSubnets",
+    ] {
+        let r = ec2(&sim, &[("Action", action)]);
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (403, Some("UnauthorizedOperation")),
+            "{action}"
+        );
+        // Describe* have no resource-level permissions in EC2, so no resource is named.
+        assert!(
+            r.message()
+                .ends_with(&format!("is not authorized to perform: ec2:{action}")),
+            "{}",
+            r.message()
+        );
+    }
+    for r in [
+        assign(&sim, ENI_B1, &["198.18.1.20"], None),
+        unassign(&sim, ENI_B1, &["198.18.1.20"]),
+        assign6(&sim, ENI_B1, &["2001:db8:100:1::5"]),
+        unassign6(&sim, ENI_B1, &["2001:db8:100:1::5"]),
+    ] {
+        assert_eq!(r.code().as_deref(), Some("UnauthorizedOperation"));
+        assert!(r
+            .message()
+            .ends_with(&format!("network-interface/{ENI_B1}")));
+    }
+    let r = ec2(&sim, &[("Action", "DescribeVpcs")]);
+    assert_eq!(
+        r.code().as_deref(),
+        Some("InvalidAction"),
+        "unimplemented actions fail to parse before IAM"
+    );
+    let r = http(&sim.ec2_url(), "POST", "/", &[], b"Action=DescribeSubnets");
+    assert_eq!(r.code().as_deref(), Some("MissingAuthenticationToken"));
+    assert_eq!(
+        local_ipv4s(&sim, I1, MAC_B1),
+        ["198.18.1.10"],
+        "IMDS unaffected"
+    );
+}
+
+#[test]
+fn deny_comes_after_throttle_and_injected_errors() {
+    let sim = demo();
+    let mut f = throttle("DescribeSubnets", 2, 0.0);
+    f.deny = vec!["DescribeSubnets".into()];
+    f.error_rate.insert("DescribeSubnets".into(), 1.0);
+    sim.set_faults(f.clone());
+    let code = |sim: &Sim| {
+        ec2(sim, &[("Action", "DescribeSubnets")])
+            .code()
+            .unwrap_or_default()
+    };
+    assert_eq!(code(&sim), "InternalError");
+    f.error_rate.clear();
+    sim.set_faults(f);
+    assert_eq!(
+        code(&sim),
+        "UnauthorizedOperation",
+        "token taken, then denied"
+    );
+    assert_eq!(code(&sim), "UnauthorizedOperation");
+    assert_eq!(code(&sim), "RequestLimitExceeded");
+    let c = sim.calls();
+    assert_eq!(
+        (c.ec2["DescribeSubnets"], c.throttled, c.injected_errors),
+        (4, 1, 1)
+    );
+}
+
 #[test]
 fn latency_per_action_with_star_default() {
     let sim = demo();
@@ -377,6 +549,51 @@ fn consistency_lag_delays_describe_and_imds_not_state() {
 }
 
 #[test]
+fn consistency_lag_applies_to_eni_deletion() {
+    let sim = demo();
+    sim.set_faults(Faults {
+        consistency_lag_ms: 400,
+        ..Faults::default()
+    });
+    let t = Instant::now();
+    sim.delete_eni(ENI_B1);
+    assert!(sim.state().eni(ENI_B1).is_none(), "truth is immediate");
+    assert_eq!(
+        assign(&sim, ENI_B1, &["198.18.1.20"], None)
+            .code()
+            .as_deref(),
+        Some("InvalidNetworkInterfaceID.NotFound"),
+        "mutations check the truth"
+    );
+    let by_id = ec2(
+        &sim,
+        &[
+            ("Action", "DescribeNetworkInterfaces"),
+            ("NetworkInterfaceId.1", ENI_B1),
+        ],
+    );
+    let macs = imds(&sim, I1, "/latest/meta-data/network/interfaces/macs/");
+    if t.elapsed() < Duration::from_millis(380) {
+        assert_eq!(eni_ids(&by_id), [ENI_B1], "Describe shows the old state");
+        assert!(macs.body.contains(MAC_B1), "IMDS shows the old state");
+    }
+    std::thread::sleep(Duration::from_millis(450).saturating_sub(t.elapsed()));
+    let by_id = ec2(
+        &sim,
+        &[
+            ("Action", "DescribeNetworkInterfaces"),
+            ("NetworkInterfaceId.1", ENI_B1),
+        ],
+    );
+    assert_eq!(
+        by_id.code().as_deref(),
+        Some("InvalidNetworkInterfaceID.NotFound")
+    );
+    let macs = imds(&sim, I1, "/latest/meta-data/network/interfaces/macs/");
+    assert!(!macs.body.contains(MAC_B1), "{}", macs.body);
+}
+
+#[test]
 fn reset_restores_world_state_calls_and_faults() {
     let mut world = World::demo();
     world.enis[1].private_ips = vec!["198.18.1.44".parse().unwrap()];
@@ -439,4 +656,19 @@ fn faults_json_shape() {
     let bad: Faults =
         serde_json::from_str(r#"{"latencyMs": {"AssignPrivateIpAddress": 5}}"#).unwrap();
     assert!(bad.validate().unwrap_err().contains("unknown action"));
+    let d: Faults = serde_json::from_str(r#"{"deny": ["AssignPrivateIpAddresses", "*"]}"#).unwrap();
+    assert_eq!(d.deny, ["AssignPrivateIpAddresses", "*"]);
+    assert!(d.validate().is_ok());
+    assert_eq!(
+        serde_json::to_value(&d).unwrap()["deny"],
+        serde_json::json!(["AssignPrivateIpAddresses", "*"])
+    );
+    let empty = serde_json::to_value(Faults::default()).unwrap();
+    assert!(empty.get("deny").is_none(), "{empty}");
+    let bad: Faults = serde_json::from_str(r#"{"deny": ["DescribeVpcs"]}"#).unwrap();
+    let e = bad.validate().unwrap_err();
+    assert!(
+        e.contains("faults.deny: unknown action \"DescribeVpcs\""),
+        "{e}"
+    );
 }

@@ -749,6 +749,161 @@ fn out_of_band_assign_checks_subnet() {
 }
 
 #[test]
+fn deleted_eni_disappears_from_ec2_and_imds_until_reset() {
+    let sim = demo();
+    let v6: IpAddr = "2001:db8:100:1::20".parse().unwrap();
+    sim.assign(ENI_B1, &["198.18.1.20".parse().unwrap(), v6]);
+    let macs_path = "/latest/meta-data/network/interfaces/macs/";
+    assert_eq!(
+        imds(&sim, I1, macs_path).body,
+        "02:00:c6:12:00:01/\n02:00:c6:12:01:01/\n02:00:c6:12:01:03/"
+    );
+    sim.delete_eni(ENI_B1);
+    assert!(sim.state().eni(ENI_B1).is_none());
+    assert_eq!(sim.state().enis.len(), 4);
+
+    let nf = Some("InvalidNetworkInterfaceID.NotFound");
+    let r = assign(&sim, ENI_B1, &["198.18.1.21"], None);
+    assert_eq!(r.code().as_deref(), nf);
+    assert!(
+        r.message().contains(ENI_B1) && r.message().ends_with("does not exist"),
+        "{}",
+        r.message()
+    );
+    let by_count = ec2(
+        &sim,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("NetworkInterfaceId", ENI_B1),
+            ("SecondaryPrivateIpAddressCount", "1"),
+        ],
+    );
+    assert_eq!(by_count.code().as_deref(), nf);
+    assert_eq!(
+        unassign(&sim, ENI_B1, &["198.18.1.20"]).code().as_deref(),
+        nf
+    );
+    assert_eq!(
+        assign6(&sim, ENI_B1, &["2001:db8:100:1::21"])
+            .code()
+            .as_deref(),
+        nf
+    );
+    assert_eq!(
+        unassign6(&sim, ENI_B1, &["2001:db8:100:1::20"])
+            .code()
+            .as_deref(),
+        nf
+    );
+    let r = ec2(
+        &sim,
+        &[
+            ("Action", "DescribeNetworkInterfaces"),
+            ("NetworkInterfaceId.1", ENI_A1),
+            ("NetworkInterfaceId.2", ENI_B1),
+        ],
+    );
+    assert_eq!(r.code().as_deref(), nf, "one deleted id fails the request");
+
+    for (name, value) in [
+        ("network-interface-id", ENI_B1),
+        ("mac-address", MAC_B1),
+        ("addresses.private-ip-address", "198.18.1.20"),
+        ("addresses.private-ip-address", "198.18.1.10"),
+        ("ipv6-addresses.ipv6-address", "2001:db8:100:1::20"),
+    ] {
+        assert!(
+            eni_ids(&describe_filter(&sim, name, &[value])).is_empty(),
+            "{name}={value}"
+        );
+    }
+    assert_eq!(
+        eni_ids(&describe_filter(&sim, "attachment.instance-id", &[I1])),
+        [ENI_A1, ENI_C1]
+    );
+    assert_eq!(
+        eni_ids(&ec2(&sim, &[("Action", "DescribeNetworkInterfaces")])),
+        [ENI_A1, ENI_A2, ENI_B2, ENI_C1]
+    );
+    let r = ec2(
+        &sim,
+        &[("Action", "DescribeInstances"), ("InstanceId.1", I1)],
+    );
+    assert_eq!(r.tags("networkInterfaceId"), [ENI_A1, ENI_C1]);
+    let r = ec2(
+        &sim,
+        &[
+            ("Action", "DescribeSubnets"),
+            ("SubnetId.1", "subnet-0sim000000000002"),
+        ],
+    );
+    // 256 - 5 reserved - primaries .11 .12: .10 and .20 went with the ENI.
+    assert_eq!(r.tags("availableIpAddressCount"), ["249"]);
+    // Its addresses, the primary included, are free for others without reassignment.
+    assert_eq!(
+        assign(&sim, ENI_C1, &["198.18.1.10", "198.18.1.20"], None).status,
+        200
+    );
+    assert_eq!(assign6(&sim, ENI_C1, &["2001:db8:100:1::20"]).status, 200);
+
+    assert_eq!(
+        imds(&sim, I1, macs_path).body,
+        "02:00:c6:12:00:01/\n02:00:c6:12:01:03/"
+    );
+    for key in [
+        "",
+        "interface-id",
+        "local-ipv4s",
+        "ipv6s",
+        "device-number",
+        "mac",
+    ] {
+        let r = imds(&sim, I1, &format!("{macs_path}{MAC_B1}/{key}"));
+        assert_eq!(r.status, 404, "{key}");
+    }
+    assert_eq!(imds(&sim, I1, "/latest/meta-data/instance-id").body, I1);
+    assert_eq!(
+        local_ipv4s(&sim, I1, "02:00:c6:12:01:03"),
+        ["198.18.1.12", "198.18.1.10", "198.18.1.20"]
+    );
+
+    sim.reset();
+    let fresh = Sim::start(World::demo()).unwrap();
+    assert_eq!(sim.state(), fresh.state(), "state back to the world file");
+    assert_eq!(
+        eni_ids(&describe_filter(&sim, "network-interface-id", &[ENI_B1])),
+        [ENI_B1]
+    );
+    assert_eq!(assign(&sim, ENI_B1, &["198.18.1.20"], None).status, 200);
+    assert_eq!(
+        local_ipv4s(&sim, I1, MAC_B1),
+        ["198.18.1.10", "198.18.1.20"]
+    );
+}
+
+#[test]
+#[should_panic(expected = "unknown ENI eni-0b000000000000001")]
+fn deleting_an_eni_twice_panics() {
+    let sim = demo();
+    sim.delete_eni(ENI_B1);
+    sim.delete_eni(ENI_B1);
+}
+
+#[test]
+#[should_panic(expected = "primary network interface")]
+fn deleting_a_primary_eni_panics() {
+    demo().delete_eni(ENI_A1);
+}
+
+#[test]
+#[should_panic(expected = "unknown ENI")]
+fn out_of_band_assign_to_a_deleted_eni_panics() {
+    let sim = demo();
+    sim.delete_eni(ENI_C1);
+    sim.assign(ENI_C1, &["198.18.1.5".parse().unwrap()]);
+}
+
+#[test]
 fn every_request_is_all_or_nothing_across_enis() {
     let sim = demo();
     sim.assign(ENI_B2, &["198.18.1.30".parse().unwrap()]);

@@ -519,6 +519,202 @@ async fn injected_faults_reach_the_sdk() {
 }
 
 #[tokio::test]
+async fn denied_call_is_unauthorized_operation_and_not_retried() {
+    use aws_sdk_ec2::config::ProvideCredentials;
+    let sim = Sim::start(World::demo()).unwrap();
+    sim.set_faults(Faults {
+        deny: vec!["AssignPrivateIpAddresses".into()],
+        ..Faults::default()
+    });
+    let retrying = client_with(
+        &sim,
+        RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(1)),
+    );
+    let err = retrying
+        .assign_private_ip_addresses()
+        .network_interface_id(ENI_B1)
+        .private_ip_addresses("198.18.1.20")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("UnauthorizedOperation"),
+        "{}",
+        DisplayErrorContext(&err)
+    );
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    let msg = err.message().unwrap();
+    assert!(
+        msg.starts_with("You are not authorized to perform this operation. User: arn:aws:sts::111122223333:assumed-role/eks-node-role/"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(&format!(
+            "is not authorized to perform: ec2:AssignPrivateIpAddresses on resource: arn:aws:ec2:us-west-2:111122223333:network-interface/{ENI_B1}"
+        )),
+        "{msg}"
+    );
+    assert!(err.request_id().is_some());
+    assert_eq!(
+        sim.calls().ec2["AssignPrivateIpAddresses"],
+        1,
+        "a denial is not transient"
+    );
+    assert!(sim.state().eni(ENI_B1).unwrap().private_ips.is_empty());
+    let ec2 = client(&sim);
+    ec2.describe_network_interfaces().send().await.unwrap();
+    // Signed with the role credentials IMDS hands I2, the denial names I2's role session.
+    let creds = aws_config::imds::credentials::ImdsCredentialsProvider::builder()
+        .imds_client(imds_client(&sim, I2))
+        .build()
+        .provide_credentials()
+        .await
+        .unwrap();
+    let as_i2 = Client::from_conf(
+        aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-west-2"))
+            .credentials_provider(creds)
+            .endpoint_url(sim.ec2_url())
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    );
+    let err = as_i2
+        .assign_private_ip_addresses()
+        .network_interface_id(ENI_B1)
+        .private_ip_addresses("198.18.1.20")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.message()
+            .unwrap()
+            .contains(&format!("assumed-role/eks-node-role/{I2} ")),
+        "{:?}",
+        err.message()
+    );
+    sim.set_faults(Faults {
+        deny: vec!["*".into()],
+        ..Faults::default()
+    });
+    assert_eq!(
+        code(ec2.describe_network_interfaces().send().await),
+        "UnauthorizedOperation"
+    );
+    assert_eq!(
+        code(
+            ec2.unassign_ipv6_addresses()
+                .network_interface_id(ENI_B1)
+                .ipv6_addresses("2001:db8:100:1::20")
+                .send()
+                .await
+        ),
+        "UnauthorizedOperation"
+    );
+}
+
+#[tokio::test]
+async fn deleted_eni_is_not_found_in_ec2_and_gone_from_imds() {
+    let sim = Sim::start(World::demo()).unwrap();
+    sim.assign(ENI_B1, &["198.18.1.20".parse().unwrap()]);
+    let ec2 = client(&sim);
+    let c = imds_client(&sim, I1);
+    let mac_path = format!("/latest/meta-data/network/interfaces/macs/{MAC_B1}/local-ipv4s");
+    assert_eq!(
+        c.get(mac_path.clone()).await.unwrap().as_ref(),
+        "198.18.1.10\n198.18.1.20"
+    );
+    sim.delete_eni(ENI_B1);
+    let nf = "InvalidNetworkInterfaceID.NotFound";
+    assert_eq!(
+        code(
+            ec2.assign_private_ip_addresses()
+                .network_interface_id(ENI_B1)
+                .private_ip_addresses("198.18.1.21")
+                .send()
+                .await
+        ),
+        nf
+    );
+    assert_eq!(
+        code(
+            ec2.unassign_private_ip_addresses()
+                .network_interface_id(ENI_B1)
+                .private_ip_addresses("198.18.1.20")
+                .send()
+                .await
+        ),
+        nf
+    );
+    assert_eq!(
+        code(
+            ec2.assign_ipv6_addresses()
+                .network_interface_id(ENI_B1)
+                .ipv6_address_count(1)
+                .send()
+                .await
+        ),
+        nf
+    );
+    assert_eq!(
+        code(
+            ec2.unassign_ipv6_addresses()
+                .network_interface_id(ENI_B1)
+                .ipv6_addresses("2001:db8:100:1::20")
+                .send()
+                .await
+        ),
+        nf
+    );
+    assert_eq!(
+        code(
+            ec2.describe_network_interfaces()
+                .network_interface_ids(ENI_B1)
+                .send()
+                .await
+        ),
+        nf
+    );
+    for f in [
+        filter("mac-address", &[MAC_B1]),
+        filter("addresses.private-ip-address", &["198.18.1.20"]),
+    ] {
+        let out = ec2
+            .describe_network_interfaces()
+            .filters(f)
+            .send()
+            .await
+            .unwrap();
+        assert!(out.network_interfaces().is_empty());
+    }
+    assert_eq!(
+        c.get("/latest/meta-data/network/interfaces/macs/")
+            .await
+            .unwrap()
+            .as_ref(),
+        "02:00:c6:12:00:01/\n02:00:c6:12:01:03/"
+    );
+    match c.get(mac_path.clone()).await {
+        Err(imds::client::error::ImdsError::ErrorResponse(e)) => {
+            assert_eq!(e.response().status().as_u16(), 404)
+        }
+        other => panic!("expected 404, got {other:?}"),
+    }
+    sim.reset();
+    let out = ec2
+        .describe_network_interfaces()
+        .network_interface_ids(ENI_B1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.network_interfaces().len(), 1);
+    assert_eq!(c.get(mac_path).await.unwrap().as_ref(), "198.18.1.10");
+}
+
+#[tokio::test]
 async fn unsigned_request_is_missing_authentication_token() {
     let sim = Sim::start(World::demo()).unwrap();
     let conf = aws_sdk_ec2::Config::builder()

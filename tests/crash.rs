@@ -1,0 +1,140 @@
+//! Crash consistency: the plugin is SIGKILLed at each step of ADD and DEL (a crash point compiled
+//! into debug builds only). After the runtime's follow-up — DEL, GC, or a repeated ADD — the ENI
+//! holds exactly the addresses of live attachments and the store agrees.
+
+mod common;
+
+use aws_eni_ip::crash::POINTS;
+use common::*;
+use serde_json::{json, Value};
+
+const ADDR: &str = "198.18.1.140";
+
+fn conf(fx: &Fixture, prev: bool) -> Value {
+    let prev = prev.then(|| prev_result("1.1.0", &[&format!("{ADDR}/24")]));
+    fx.conf("1.1.0", NODE1, ENI1, prev)
+}
+
+fn records(fx: &Fixture) -> usize {
+    std::fs::read_dir(format!("{}/attachments/ipvlan-multus", fx.state_dir(NODE1)))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+fn killed_at(fx: &Fixture, command: &str, point: &str) {
+    let stdin = conf(fx, true).to_string();
+    let r = run_plugin_with(
+        command,
+        "pod",
+        "net1",
+        Some("/var/run/netns/unused"),
+        stdin.as_bytes(),
+        &[("AWS_ENI_IP_CRASH_AT", point)],
+    );
+    assert_eq!(
+        r.signal,
+        Some(9),
+        "{point}: the plugin must die there (stdout {:?})",
+        r.stdout
+    );
+}
+
+fn assert_clean(fx: &Fixture, point: &str, follow_up: &str) {
+    assert!(
+        fx.addresses(ENI1).is_empty(),
+        "{point} + {follow_up}: ENI still holds {:?}",
+        fx.addresses(ENI1)
+    );
+    assert_eq!(records(fx), 0, "{point} + {follow_up}: records left");
+}
+
+fn assert_live(fx: &Fixture, point: &str, follow_up: &str) {
+    assert_eq!(fx.addresses(ENI1), vec![ip(ADDR)], "{point} + {follow_up}");
+    assert_eq!(records(fx), 1, "{point} + {follow_up}");
+}
+
+fn gc_nothing_valid(fx: &Fixture) -> Reply {
+    let mut gc = conf(fx, false);
+    gc["cni.dev/valid-attachments"] = json!([]);
+    run_plugin("GC", "", "", None, &gc)
+}
+
+#[test]
+fn crash_during_add_then_del_leaves_nothing() {
+    for point in POINTS.iter().filter(|p| p.starts_with("add:")) {
+        let fx = Fixture::new();
+        killed_at(&fx, "ADD", point);
+        // The ADD failed, so the runtime has no cached result: DEL comes without prevResult.
+        fx.run("DEL", "pod", "net1", &conf(&fx, false)).ok();
+        assert_clean(&fx, point, "DEL");
+    }
+}
+
+#[test]
+fn crash_during_add_then_repeated_add_ends_assigned_and_del_cleans() {
+    for point in POINTS.iter().filter(|p| p.starts_with("add:")) {
+        let fx = Fixture::new();
+        killed_at(&fx, "ADD", point);
+        fx.run("ADD", "pod", "net1", &conf(&fx, true)).ok();
+        assert_live(&fx, point, "ADD");
+        fx.run("CHECK", "pod", "net1", &conf(&fx, true)).ok();
+        fx.run("DEL", "pod", "net1", &conf(&fx, true)).ok();
+        assert_clean(&fx, point, "ADD, DEL");
+    }
+}
+
+#[test]
+fn crash_during_add_then_gc_leaves_nothing() {
+    for point in POINTS.iter().filter(|p| p.starts_with("add:")) {
+        let fx = Fixture::new();
+        killed_at(&fx, "ADD", point);
+        gc_nothing_valid(&fx).ok();
+        assert_clean(&fx, point, "GC");
+    }
+}
+
+#[test]
+fn crash_during_del_then_del_again_leaves_nothing() {
+    for point in POINTS.iter().filter(|p| p.starts_with("del:")) {
+        let fx = Fixture::new();
+        fx.run("ADD", "pod", "net1", &conf(&fx, true)).ok();
+        killed_at(&fx, "DEL", point);
+        fx.run("DEL", "pod", "net1", &conf(&fx, true)).ok();
+        assert_clean(&fx, point, "DEL");
+    }
+}
+
+#[test]
+fn crash_during_del_then_gc_leaves_nothing() {
+    for point in POINTS.iter().filter(|p| p.starts_with("del:")) {
+        let fx = Fixture::new();
+        fx.run("ADD", "pod", "net1", &conf(&fx, true)).ok();
+        killed_at(&fx, "DEL", point);
+        gc_nothing_valid(&fx).ok();
+        assert_clean(&fx, point, "GC");
+    }
+}
+
+#[test]
+fn a_crash_never_takes_an_address_from_a_live_pod() {
+    for point in POINTS.iter().filter(|p| p.starts_with("del:")) {
+        let fx = Fixture::new();
+        // Two pods share the address (a floating IP on one node); one of them is deleted and dies.
+        fx.run("ADD", "live", "net1", &conf(&fx, true)).ok();
+        fx.run("ADD", "pod", "net1", &conf(&fx, true)).ok();
+        killed_at(&fx, "DEL", point);
+        fx.run("DEL", "pod", "net1", &conf(&fx, true)).ok();
+        assert_eq!(
+            fx.addresses(ENI1),
+            vec![ip(ADDR)],
+            "{point}: the live pod keeps its address"
+        );
+        fx.run("CHECK", "live", "net1", &conf(&fx, true)).ok();
+    }
+}
