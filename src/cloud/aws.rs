@@ -7,7 +7,7 @@ use crate::config::PluginConfig;
 use aws_config::imds;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 use ipnetwork::{Ipv4Network, Ipv6Network};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -127,7 +127,7 @@ fn imds_error(path: &str, e: &imds::client::error::ImdsError, out_of_time: bool)
             "IMDS refused a session token (IMDSv2 disabled, or the hop limit is too low)"
                 .to_string()
         }
-        _ => DisplayErrorContext(e).to_string(),
+        _ => causes(e),
     };
     CloudError::Metadata {
         path: path.to_string(),
@@ -309,14 +309,28 @@ fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
         },
         other if transient => CloudError::Transient {
             action,
-            reason: DisplayErrorContext(other).to_string(),
+            reason: causes(other),
         },
         other => CloudError::Api {
             action,
             code: "ClientError".into(),
-            message: DisplayErrorContext(other).to_string(),
+            message: causes(other),
         },
     }
+}
+
+/// The error and its causes on one line, without the SDK's Debug dump.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
 }
 
 fn strings<T: ToString>(addrs: &[T]) -> Vec<String> {

@@ -31,9 +31,7 @@ impl NetConf {
             return Err(CniError::new(
                 ErrorCode::Decode,
                 format!(
-                    "network config on stdin is {} bytes, more than the {} accepted",
-                    bytes.len(),
-                    MAX_STDIN_BYTES
+                    "network config on stdin is larger than the {MAX_STDIN_BYTES} bytes accepted"
                 ),
             ));
         }

@@ -116,7 +116,8 @@ fn to_link(m: LinkMessage) -> Link {
 
 fn as_master(link: &Link) -> Result<MasterLink, CniError> {
     match &link.mac {
-        Some(mac) if mac.len() == 6 => Ok(MasterLink {
+        // Loopback and tunnels have no (or an all-zero) MAC: never an ENI.
+        Some(mac) if mac.len() == 6 && mac.iter().any(|b| *b != 0) => Ok(MasterLink {
             name: link.name.clone(),
             mac: format_mac(mac),
         }),
