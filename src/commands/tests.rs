@@ -58,6 +58,20 @@ impl Bed {
     }
 }
 
+impl Bed {
+    /// The next call of `action` fails with EC2 error `code`.
+    fn fail_next(&self, action: &'static str, code: &str) {
+        self.aws.fail_next.borrow_mut().insert(
+            action,
+            CloudError::Api {
+                action,
+                code: code.into(),
+                message: format!("{code} (injected)"),
+            },
+        );
+    }
+}
+
 fn conf(addrs: &[&str]) -> serde_json::Value {
     let ips: Vec<_> = addrs
         .iter()
@@ -106,14 +120,7 @@ fn a_repeated_add_is_harmless_even_without_reassignment() {
 #[test]
 fn an_ipv6_failure_takes_back_the_ipv4_of_the_same_add() {
     let bed = Bed::new();
-    bed.aws.fail_next.borrow_mut().insert(
-        "AssignIpv6Addresses",
-        CloudError::Api {
-            action: "AssignIpv6Addresses",
-            code: "PrivateIpAddressLimitExceeded".into(),
-            message: "limit".into(),
-        },
-    );
+    bed.fail_next("AssignIpv6Addresses", "PrivateIpAddressLimitExceeded");
     let e = bed
         .run(
             "ADD",
@@ -180,13 +187,9 @@ fn del_leaves_an_address_that_moved_to_another_eni() {
 fn del_of_a_deleted_eni_succeeds() {
     let bed = Bed::new();
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
-    bed.aws.fail_next.borrow_mut().insert(
+    bed.fail_next(
         "UnassignPrivateIpAddresses",
-        CloudError::Api {
-            action: "UnassignPrivateIpAddresses",
-            code: "InvalidNetworkInterfaceID.NotFound".into(),
-            message: ENI.into(),
-        },
+        "InvalidNetworkInterfaceID.NotFound",
     );
     bed.run("DEL", "c1", conf(&[]), del).unwrap();
     assert!(bed.store.all().unwrap().is_empty());
@@ -196,14 +199,7 @@ fn del_of_a_deleted_eni_succeeds() {
 fn del_failing_for_a_permanent_reason_keeps_the_record_and_names_the_eni() {
     let bed = Bed::new();
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
-    bed.aws.fail_next.borrow_mut().insert(
-        "UnassignPrivateIpAddresses",
-        CloudError::Api {
-            action: "UnassignPrivateIpAddresses",
-            code: "UnauthorizedOperation".into(),
-            message: "no".into(),
-        },
-    );
+    bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");
     let e = bed.run("DEL", "c1", conf(&[]), del).unwrap_err();
     assert_eq!(e.code, ErrorCode::NotAuthorized);
     assert!(
@@ -244,14 +240,7 @@ fn gc_keeps_going_past_a_failure_and_reports_it() {
     for (c, a) in [("a", "198.18.1.5/24"), ("b", "198.18.1.6/24")] {
         bed.run("ADD", c, conf(&[a]), add).unwrap();
     }
-    bed.aws.fail_next.borrow_mut().insert(
-        "UnassignPrivateIpAddresses",
-        CloudError::Api {
-            action: "UnassignPrivateIpAddresses",
-            code: "UnauthorizedOperation".into(),
-            message: "no".into(),
-        },
-    );
+    bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");
     let mut c = conf(&[]);
     c["cniVersion"] = json!("1.1.0");
     c["cni.dev/valid-attachments"] = json!([]);
