@@ -544,3 +544,33 @@ fn bad_input_is_a_cni_error_never_a_panic() {
         6
     );
 }
+
+#[test]
+fn state_command_lists_what_the_node_assigned() {
+    let fx = Fixture::new();
+    let conf = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.87/24"])),
+    );
+    fx.run("ADD", "c87", "net1", &conf).ok();
+    let state = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aws-eni-ip"))
+            .args(["state", "--state-dir", &fx.state_dir(NODE1)])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&state(&["--json"])).unwrap();
+    assert_eq!(json[0]["containerId"], "c87");
+    assert_eq!(json[0]["eniId"], ENI1);
+    assert_eq!(json[0]["phase"], "assigned");
+    let table = state(&[]);
+    assert!(
+        table.contains("c87") && table.contains("198.18.1.87") && table.contains("1 attachment(s)"),
+        "{table}"
+    );
+}

@@ -1,3 +1,4 @@
 //! CLI mode: what operators and the DaemonSet run (no `CNI_COMMAND` in the environment).
 
 pub mod install;
+pub mod state;
