@@ -57,10 +57,12 @@ impl AwsMetadata {
 
     async fn get(&self, path: &str) -> Result<String, CloudError> {
         let full = format!("/latest/meta-data/{path}");
+        let started = std::time::Instant::now();
         let outcome = self
             .policy
             .run(|| self.client.get(full.clone()), classify_imds)
             .await;
+        tracing::debug!(path = %full, ok = matches!(outcome, Outcome::Done(_)), ms = started.elapsed().as_millis() as u64, "IMDS");
         match outcome {
             Outcome::Done(v) => Ok(String::from(v)),
             Outcome::Failed(e) => Err(imds_error(&full, &e, false)),
@@ -249,7 +251,14 @@ impl AwsEc2 {
             Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
         >,
     {
+        let started = std::time::Instant::now();
         let outcome = self.policy.run(op, classify_ec2).await;
+        tracing::debug!(
+            action,
+            ok = matches!(outcome, Outcome::Done(_)),
+            ms = started.elapsed().as_millis() as u64,
+            "EC2"
+        );
         match outcome {
             Outcome::Done(v) => Ok(v),
             Outcome::Failed(e) => Err(ec2_error(action, &e, false)),
