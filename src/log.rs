@@ -4,6 +4,9 @@ use crate::config::{LogLevel, PluginConfig};
 use std::path::Path;
 use std::sync::Mutex;
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(config: &PluginConfig) {
     let level = match config.log_level {
@@ -12,14 +15,26 @@ pub fn init(config: &PluginConfig) {
         LogLevel::Info => LevelFilter::INFO,
         LogLevel::Debug => LevelFilter::DEBUG,
     };
+    // Our events at the chosen level; the SDK's own chatter only when it warns.
+    let targets = Targets::new()
+        .with_target("aws_eni_ip", level)
+        .with_default(LevelFilter::WARN);
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
         .with_target(false);
     // A log file that cannot be opened must not fail the pod: stderr is read only when stdout is empty.
     let _ = match open(&config.log_file) {
-        Some(file) => builder.with_writer(Mutex::new(file)).try_init(),
-        None => builder.with_writer(std::io::stderr).try_init(),
+        Some(file) => builder
+            .with_writer(Mutex::new(file))
+            .finish()
+            .with(targets)
+            .try_init(),
+        None => builder
+            .with_writer(std::io::stderr)
+            .finish()
+            .with(targets)
+            .try_init(),
     };
 }
 

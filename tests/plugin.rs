@@ -574,3 +574,29 @@ fn state_command_lists_what_the_node_assigned() {
         "{table}"
     );
 }
+
+#[test]
+fn debug_logs_each_aws_call_and_no_secret() {
+    let fx = Fixture::new();
+    let mut conf = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.88/24"])),
+    );
+    conf["logLevel"] = json!("debug");
+    fx.run("ADD", "c88", "net1", &conf).ok();
+    let log = fx.log_lines(NODE1).join("\n");
+    assert!(
+        log.contains("action=\"AssignPrivateIpAddresses\"") && log.contains("IMDS"),
+        "{log}"
+    );
+    for secret in [
+        "SecretAccessKey",
+        "secret_access_key",
+        "Token\":",
+        "AWS4-HMAC-SHA256",
+    ] {
+        assert!(!log.contains(secret), "{secret} in {log}");
+    }
+}
