@@ -502,7 +502,11 @@ impl AwsClients {
         }
         let region = self.metadata.region().await?;
         // A cache that cannot be written only costs one IMDS call next time.
-        let _ = crate::store::write_json_atomic(&self.region_cache, &region);
+        let _ = crate::store::write_json_atomic(
+            &self.region_cache,
+            &region,
+            crate::store::Durability::ProcessCrashSafe,
+        );
         Ok(region)
     }
 }

@@ -107,7 +107,7 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
     }
     crate::crash::point("add:after-ec2");
     record.phase = Phase::Assigned;
-    store.put(&record)?;
+    store.update(&record)?;
     crate::crash::point("add:after-record");
     Ok((
         output,

@@ -6,7 +6,7 @@ use crate::cloud::{Aws, Ec2, EniFacts, Metadata};
 use crate::cni::{CniError, ErrorCode};
 use crate::config::PluginConfig;
 use crate::node::{Host, MasterLink};
-use crate::store::{read_json, write_json_atomic, Store};
+use crate::store::{read_json, write_json_atomic, Durability, Store};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::Path;
@@ -74,7 +74,11 @@ pub async fn eni_for_mac(
 
 fn save(store: &Store, cached: &CachedEni) {
     // The cache only saves calls; failing to write it must not fail the pod.
-    let _ = write_json_atomic(&store.cache_path(&cache_name(&cached.facts.mac)), cached);
+    let _ = write_json_atomic(
+        &store.cache_path(&cache_name(&cached.facts.mac)),
+        cached,
+        Durability::ProcessCrashSafe,
+    );
 }
 
 /// Addresses outside every subnet CIDR of the ENI.

@@ -41,8 +41,20 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, CniError
     })
 }
 
-/// Temp file in the same dir, fsync, rename, fsync the dir: readers see the old or the new file.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), CniError> {
+/// Whether a write must survive a node crash (fsync, ~10 ms) or only a process crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Durable,
+    ProcessCrashSafe,
+}
+
+/// Temp file in the same dir, rename: readers see the old or the new file. `Durable` adds fsync of
+/// the file and the dir, so the write also survives a node crash.
+pub fn write_json_atomic<T: Serialize>(
+    path: &Path,
+    value: &T,
+    durability: Durability,
+) -> Result<(), CniError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let io = |what: &str, e: std::io::Error| {
         CniError::io(format!("cannot {what} {}: {e}", path.display()))
@@ -63,14 +75,19 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Cni
         .open(&tmp)
         .map_err(|e| io("create a temp file for", e))?;
     file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
+        .and_then(|()| match durability {
+            Durability::Durable => file.sync_all(),
+            Durability::ProcessCrashSafe => Ok(()),
+        })
         .map_err(|e| io("write", e))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io("replace", e)
     })?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    if durability == Durability::Durable {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }

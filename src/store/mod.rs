@@ -5,15 +5,15 @@
 //! <stateDir>/locks/<address>.lock                                 flock per pod address
 //! <stateDir>/cache/...                                            facts that never change for an ENI
 //! ```
-//! Records are replaced atomically (temp file, fsync, rename). Changes to an address's assignment
-//! happen under that address's lock, so a DEL's "does another record hold it?" and its unassign
-//! cannot interleave with an ADD of the same address.
+//! Records are replaced atomically (temp file, rename; fsync where a node crash matters). Changes
+//! to an address's assignment happen under that address's lock, so a DEL's "does another record
+//! hold it?" and its unassign cannot interleave with an ADD of the same address.
 
 mod fs;
 mod lock;
 mod record;
 
-pub use fs::{read_json, write_json_atomic};
+pub use fs::{read_json, write_json_atomic, Durability};
 pub use lock::AddressLocks;
 pub use record::{Attachment, AttachmentKey, Phase};
 
@@ -66,12 +66,23 @@ impl Store {
         read_json(&self.record_path(key))
     }
 
+    /// Writes a record so that it survives a node crash: it is what lets DEL release an address.
     pub fn put(&self, record: &Attachment) -> Result<(), CniError> {
+        self.write(record, Durability::Durable)
+    }
+
+    /// Rewrites an existing record without fsync: losing this write after a node crash only leaves
+    /// the durable earlier version, which DEL and GC release the same way.
+    pub fn update(&self, record: &Attachment) -> Result<(), CniError> {
+        self.write(record, Durability::ProcessCrashSafe)
+    }
+
+    fn write(&self, record: &Attachment, durability: Durability) -> Result<(), CniError> {
         let path = self.record_path(&record.key());
         if let Some(dir) = path.parent() {
             fs::create_private_dir(dir)?;
         }
-        write_json_atomic(&path, record)
+        write_json_atomic(&path, record, durability)
     }
 
     pub fn remove(&self, key: &AttachmentKey) -> Result<(), CniError> {
