@@ -45,6 +45,7 @@ demo: deps
 	@bash scripts/demo.sh
 
 bench:
+	$(CARGO) build --release --locked -p aws-eni-ip --bins --examples
 	$(CARGO) run --release --locked -p aws-eni-ip --example bench
 
 lint:

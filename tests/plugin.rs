@@ -600,3 +600,35 @@ fn debug_logs_each_aws_call_and_no_secret() {
         assert!(!log.contains(secret), "{secret} in {log}");
     }
 }
+
+#[test]
+fn concurrent_first_adds_on_one_eni_learn_it_once() {
+    let fx = Fixture::new();
+    let confs: Vec<_> = (0..6)
+        .map(|i| {
+            fx.conf(
+                "1.0.0",
+                NODE1,
+                ENI1,
+                Some(prev_result("1.0.0", &[&format!("198.18.1.{}/24", 90 + i)])),
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (i, conf) in confs.iter().enumerate() {
+            let fx = &fx;
+            s.spawn(move || fx.run("ADD", &format!("first{i}"), "net1", conf).ok().code);
+        }
+    });
+    assert_eq!(fx.addresses(ENI1).len(), 6);
+    assert_eq!(
+        fx.calls("DescribeNetworkInterfaces"),
+        1,
+        "one tag check, not one per pod"
+    );
+    let imds: u64 = fx.sim.calls().imds.values().sum();
+    assert!(
+        imds < 6 * 10,
+        "IMDS asked about the ENI once, not per pod: {imds} requests"
+    );
+}

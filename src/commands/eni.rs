@@ -173,6 +173,19 @@ pub async fn check_unmanaged(
     Ok(())
 }
 
+/// A cached ENI that already passed every check these addresses need.
+fn ready_in_cache(
+    store: &Store,
+    mac: &str,
+    config: &PluginConfig,
+    addrs: &[IpAddr],
+) -> Option<CachedEni> {
+    let cached = read_json::<CachedEni>(&store.cache_path(&cache_name(mac))).ok()??;
+    let ready = outside_subnet(&cached.facts, addrs).is_empty()
+        && (cached.unmanaged_verified || config.allow_managed_eni);
+    ready.then_some(cached)
+}
+
 /// The whole chain for ADD: a subnet miss re-reads IMDS once, since a subnet can gain an IPv6 CIDR.
 pub async fn checked_eni(
     store: &Store,
@@ -181,6 +194,12 @@ pub async fn checked_eni(
     config: &PluginConfig,
     addrs: &[IpAddr],
 ) -> Result<CachedEni, CniError> {
+    if let Some(cached) = ready_in_cache(store, &master.mac, config, addrs) {
+        check_not_primary(&cached.facts, config)?;
+        return Ok(cached);
+    }
+    // Concurrent first ADDs on one ENI: one asks IMDS and EC2, the others then read its cache.
+    let _eni_lock = store.lock_eni(&master.mac)?;
     let mut cached = eni_for_mac(store, aws, &master.mac, false).await?;
     if !outside_subnet(&cached.facts, addrs).is_empty() {
         cached = eni_for_mac(store, aws, &master.mac, true).await?;

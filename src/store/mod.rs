@@ -62,6 +62,14 @@ impl Store {
         AddressLocks::acquire(&self.root.join("locks"), addresses)
     }
 
+    /// Serialises the first ADDs on one ENI, so that one learns it and the others read the cache.
+    pub fn lock_eni(&self, mac: &str) -> Result<AddressLocks, CniError> {
+        AddressLocks::acquire_named(
+            &self.root.join("locks"),
+            &format!("eni-{}", mac.replace(':', "")),
+        )
+    }
+
     pub fn get(&self, key: &AttachmentKey) -> Result<Option<Attachment>, CniError> {
         read_json(&self.record_path(key))
     }
