@@ -1,19 +1,16 @@
 use super::{format_mac, Host, MasterLink};
 use crate::cni::{CniError, ErrorCode};
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::path::Path;
 
-/// rtnetlink over a plain socket: one link dump per namespace, no async runtime needed.
+/// rtnetlink over a plain socket: one RTM_GETLINK per lookup, no async runtime needed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NetlinkHost;
 
 struct Link {
-    index: u32,
     name: String,
     mac: Option<Vec<u8>>,
     parent: Option<u32>,
@@ -54,49 +51,52 @@ fn open_socket_in(netns: &Path) -> Result<Socket, CniError> {
     })
 }
 
-fn dump_links(socket: &Socket) -> std::io::Result<Vec<Link>> {
+/// What to ask the kernel for: one link by name or index (a dump would read every link on the node).
+enum Query<'a> {
+    Name(&'a str),
+    Index(u32),
+}
+
+/// RTM_GETLINK for one link; `None` when it does not exist.
+fn get_link(socket: &Socket, query: Query) -> std::io::Result<Option<Link>> {
+    let mut message = LinkMessage::default();
+    match query {
+        Query::Name(name) => message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string())),
+        Query::Index(index) => message.header.index = index,
+    }
     let mut request = NetlinkMessage::new(
         NetlinkHeader::default(),
-        NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())),
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(message)),
     );
-    request.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
+    request.header.flags = NLM_F_REQUEST;
     request.header.sequence_number = 1;
     request.finalize();
     let mut buf = vec![0; request.buffer_len()];
     request.serialize(&mut buf);
     socket.send(&buf, 0)?;
 
-    let mut links = Vec::new();
     let mut rx = vec![0u8; 1 << 16];
-    loop {
-        let size = socket.recv(&mut &mut rx[..], 0)?;
-        let mut offset = 0;
-        while offset < size {
-            let msg: NetlinkMessage<RouteNetlinkMessage> =
-                NetlinkMessage::deserialize(&rx[offset..size])
-                    .map_err(|e| std::io::Error::other(format!("bad netlink reply: {e}")))?;
-            let len = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::Done(_) => return Ok(links),
-                NetlinkPayload::Error(e) => {
-                    return Err(std::io::Error::other(format!("netlink error: {e:?}")))
-                }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
-                    links.push(to_link(m))
-                }
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            offset += len;
-        }
+    let size = socket.recv(&mut &mut rx[..], 0)?;
+    let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&rx[..size])
+        .map_err(|e| std::io::Error::other(format!("bad netlink reply: {e}")))?;
+    match reply.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => Ok(Some(to_link(m))),
+        NetlinkPayload::Error(e) if e.raw_code() == -libc_enodev() => Ok(None),
+        NetlinkPayload::Error(e) => Err(e.to_io()),
+        other => Err(std::io::Error::other(format!(
+            "unexpected netlink reply {other:?}"
+        ))),
     }
+}
+
+fn libc_enodev() -> i32 {
+    nix::errno::Errno::ENODEV as i32
 }
 
 fn to_link(m: LinkMessage) -> Link {
     let mut link = Link {
-        index: m.header.index,
         name: String::new(),
         mac: None,
         parent: None,
@@ -132,28 +132,30 @@ fn as_master(link: &Link) -> Result<MasterLink, CniError> {
 impl Host for NetlinkHost {
     fn link_by_name(&self, name: &str) -> Result<MasterLink, CniError> {
         let socket = open_socket().map_err(|e| not_found(format!("netlink: {e}")))?;
-        let links = dump_links(&socket).map_err(|e| not_found(format!("netlink: {e}")))?;
-        let link = links.iter().find(|l| l.name == name).ok_or_else(|| {
-            not_found(format!(
+        let link = get_link(&socket, Query::Name(name))
+            .map_err(|e| not_found(format!("netlink: {e}")))?
+            .ok_or_else(|| {
+                not_found(format!(
                 "master interface {name:?} does not exist on this node"
             ))
             .with_details(
                 "check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node",
             )
-        })?;
-        as_master(link)
+            })?;
+        as_master(&link)
     }
 
     fn parent_of(&self, netns: &Path, ifname: &str) -> Result<MasterLink, CniError> {
         let pod_socket = open_socket_in(netns)?;
-        let pod_links = dump_links(&pod_socket).map_err(|e| not_found(format!("netlink: {e}")))?;
-        let pod_link = pod_links.iter().find(|l| l.name == ifname).ok_or_else(|| {
-            not_found(format!(
-                "interface {ifname} does not exist in {}",
-                netns.display()
-            ))
-            .with_details("aws-eni-ip must come after the plugin that creates the interface")
-        })?;
+        let pod_link = get_link(&pod_socket, Query::Name(ifname))
+            .map_err(|e| not_found(format!("netlink: {e}")))?
+            .ok_or_else(|| {
+                not_found(format!(
+                    "interface {ifname} does not exist in {}",
+                    netns.display()
+                ))
+                .with_details("aws-eni-ip must come after the plugin that creates the interface")
+            })?;
         let parent = match (pod_link.parent, pod_link.parent_netnsid) {
             (Some(p), Some(_)) if p != 0 => p,
             _ => {
@@ -164,18 +166,15 @@ impl Host for NetlinkHost {
                 .with_details("it is not an ipvlan/macvlan link; set \"master\" in the config"))
             }
         };
-        let host_links =
-            dump_links(&open_socket().map_err(|e| not_found(format!("netlink: {e}")))?)
-                .map_err(|e| not_found(format!("netlink: {e}")))?;
-        let master = host_links
-            .iter()
-            .find(|l| l.index == parent)
+        let host = open_socket().map_err(|e| not_found(format!("netlink: {e}")))?;
+        let master = get_link(&host, Query::Index(parent))
+            .map_err(|e| not_found(format!("netlink: {e}")))?
             .ok_or_else(|| {
                 not_found(format!(
                     "parent link (index {parent}) of {ifname} is not in this network namespace"
                 ))
                 .with_details("run the plugin in the node's network namespace, or set \"master\"")
             })?;
-        as_master(master)
+        as_master(&master)
     }
 }
