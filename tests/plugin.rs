@@ -632,3 +632,21 @@ fn concurrent_first_adds_on_one_eni_learn_it_once() {
         "IMDS asked about the ENI once, not per pod: {imds} requests"
     );
 }
+
+#[test]
+fn a_missing_or_macless_master_is_code_101() {
+    let fx = Fixture::new();
+    for master in ["aei-missing0", "lo"] {
+        let mut conf = fx.conf(
+            "1.0.0",
+            NODE1,
+            ENI1,
+            Some(prev_result("1.0.0", &["198.18.1.89/24"])),
+        );
+        conf["master"] = json!(master);
+        let r = fx.run("ADD", "c", "net1", &conf);
+        assert_eq!(r.err_code(), 101, "{master}: {}", r.stdout);
+        assert!(r.msg().contains(master), "{}", r.msg());
+    }
+    assert!(fx.sim.calls().ec2.values().all(|n| *n == 0));
+}
