@@ -118,12 +118,15 @@ pub fn parse_args(raw: &str) -> Result<Vec<(String, String)>, CniError> {
         .collect()
 }
 
-/// libcni's rule: alphanumeric first, then alphanumerics, `_`, `.`, `-`.
+/// The id is part of a state file name (NAME_MAX 255, with ifname and a temp suffix); runtimes use 64.
+pub const MAX_CONTAINER_ID_BYTES: usize = 200;
+
+/// libcni's rule: alphanumeric first, then alphanumerics, `_`, `.`, `-`; at most 200 bytes.
 pub fn validate_container_id(id: &str) -> Result<(), CniError> {
     let mut chars = id.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if first_ok && rest_ok && id.len() <= 1024 {
+    if first_ok && rest_ok && id.len() <= MAX_CONTAINER_ID_BYTES {
         Ok(())
     } else {
         Err(CniError::invalid_env(format!(

@@ -28,11 +28,24 @@ impl CniResult {
                 .get("address")
                 .and_then(Value::as_str)
                 .ok_or_else(|| decode(&format!("prevResult.ips[{i}] has no \"address\" string")))?;
-            address.parse::<IpNetwork>().map_err(|_| {
-                decode(&format!(
+            if !address.contains('/') || address.parse::<IpNetwork>().is_err() {
+                return Err(decode(&format!(
                     "prevResult.ips[{i}].address {address:?} is not an address in CIDR form"
-                ))
-            })?;
+                )));
+            }
+            if ip
+                .get("interface")
+                .is_some_and(|v| !v.is_null() && v.as_u64().is_none())
+            {
+                return Err(decode(&format!(
+                    "prevResult.ips[{i}].interface is not an index into interfaces"
+                )));
+            }
+        }
+        if let Some(Value::Array(items)) = result.raw.get("ips") {
+            if let Some(i) = items.iter().position(|v| !v.is_object()) {
+                return Err(decode(&format!("prevResult.ips[{i}] is not an object")));
+            }
         }
         if !matches!(result.raw.get("ips"), None | Some(Value::Array(_))) {
             return Err(decode("prevResult.ips must be a list"));
@@ -216,6 +229,10 @@ mod tests {
             json!({"ips": [{"address": "198.18.1.300/24"}]}),
             json!({"ips": [{"gateway": "198.18.1.1"}]}),
             json!({"ips": {"address": "198.18.1.1/24"}}),
+            json!({"ips": [{"address": "198.18.1.1"}]}),
+            json!({"ips": [{"address": "198.18.1.1/24", "interface": "0"}]}),
+            json!({"ips": [{"address": "198.18.1.1/24", "interface": -1}]}),
+            json!({"ips": [7]}),
             json!("text"),
         ] {
             assert_eq!(
