@@ -79,7 +79,7 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
                 note = format!("assigned; moved {}", moved.join(", "))
             }
             Ok(_) => {}
-            Err(e) if e.is_transient() => return Err(e), // the kept record lets DEL finish the job
+            Err(e) if e.is_transient() => result = Err(e),
             Err(e) => {
                 // Nothing half-done may stay: take back this ADD's IPv4 before failing.
                 let ours: Vec<IpAddr> = store
