@@ -408,12 +408,12 @@ fn throttling_is_retried_inside_the_deadline() {
         "AssignPrivateIpAddresses".into(),
         ec2_sim::Throttle {
             capacity: 1,
-            refill_per_second: 4.0,
+            // One token per 2 s: the second ADD always meets an empty bucket, even on a slow machine.
+            refill_per_second: 0.5,
         },
     );
     fx.sim.set_faults(faults);
-    // Empty the bucket so the plugin's call meets throttling first.
-    fx.sim.assign(ENI1, &[]);
+    // The first ADD takes the only token.
     let drain = fx.conf(
         "1.0.0",
         NODE1,
