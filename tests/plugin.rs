@@ -650,3 +650,31 @@ fn a_missing_or_macless_master_is_code_101() {
     }
     assert!(fx.sim.calls().ec2.values().all(|n| *n == 0));
 }
+
+#[test]
+fn the_enis_primary_ip_is_refused_before_ec2() {
+    let fx = Fixture::new();
+    // 198.18.1.10 is eni-0b…1's primary address in the demo world.
+    let conf = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.10/24"])),
+    );
+    for _ in 0..2 {
+        let r = fx.run("ADD", "c", "net1", &conf);
+        assert_eq!(r.err_code(), 107, "{}", r.stdout);
+        assert!(
+            r.msg().contains("primary IP") && r.msg().contains(ENI1),
+            "{}",
+            r.msg()
+        );
+    }
+    assert_eq!(fx.calls("AssignPrivateIpAddresses"), 0);
+    fx.run("DEL", "c", "net1", &conf).ok();
+    assert_eq!(
+        fx.calls("UnassignPrivateIpAddresses"),
+        0,
+        "nothing was recorded to release"
+    );
+}

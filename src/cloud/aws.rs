@@ -147,21 +147,23 @@ impl Metadata for AwsMetadata {
     async fn eni_facts(&self, mac: &str) -> Result<EniFacts, CloudError> {
         let base = format!("network/interfaces/macs/{mac}");
         let key = |k: &str| format!("{base}/{k}");
-        let (id_path, dev_path, subnet_path, vpc_path, v4_path, v6_path) = (
+        let (id_path, dev_path, subnet_path, vpc_path, v4_path, v6_path, local_path) = (
             key("interface-id"),
             key("device-number"),
             key("subnet-id"),
             key("vpc-id"),
             key("subnet-ipv4-cidr-block"),
             key("subnet-ipv6-cidr-blocks"),
+            key("local-ipv4s"),
         );
-        let (eni_id, device, subnet_id, vpc_id, v4, v6) = tokio::join!(
+        let (eni_id, device, subnet_id, vpc_id, v4, v6, local) = tokio::join!(
             self.get(&id_path),
             self.get(&dev_path),
             self.get(&subnet_path),
             self.get(&vpc_path),
             self.get_list(&v4_path),
             self.get_list(&v6_path),
+            self.get_list(&local_path),
         );
         let bad = |what: &str, value: &str| CloudError::Metadata {
             path: format!("/latest/meta-data/{base}/{what}"),
@@ -196,6 +198,8 @@ impl Metadata for AwsMetadata {
             vpc_id: vpc_id?.trim().to_string(),
             subnet_ipv4_cidrs,
             subnet_ipv6_cidrs,
+            // IMDS lists the primary address first.
+            primary_ipv4: local?.first().and_then(|a| a.parse().ok()),
         })
     }
 

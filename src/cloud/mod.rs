@@ -23,6 +23,9 @@ pub struct EniFacts {
     pub vpc_id: String,
     pub subnet_ipv4_cidrs: Vec<Ipv4Network>,
     pub subnet_ipv6_cidrs: Vec<Ipv6Network>,
+    /// EC2 cannot unassign it, so a pod given it could never be deleted cleanly.
+    #[serde(default)]
+    pub primary_ipv4: Option<Ipv4Addr>,
 }
 
 /// An ENI as EC2 sees it now.

@@ -136,6 +136,24 @@ pub fn check_not_primary(facts: &EniFacts, config: &PluginConfig) -> Result<(), 
     Ok(())
 }
 
+/// The ENI's primary address is the node's own; EC2 would accept it as "already assigned" and
+/// then refuse to unassign it, so DEL could never finish.
+pub fn check_not_primary_ip(facts: &EniFacts, addrs: &[IpAddr]) -> Result<(), CniError> {
+    match facts.primary_ipv4 {
+        Some(primary) if addrs.contains(&IpAddr::V4(primary)) => Err(CniError::new(
+            ErrorCode::AddressInUse,
+            format!(
+                "address {primary} is the primary IP of {} (the node's own address on {})",
+                facts.eni_id, facts.mac
+            ),
+        )
+        .with_details(
+            "exclude it from the IPAM range (whereabouts \"exclude\", host-local \"rangeStart\")",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The VPC CNI hands out addresses of every ENI without the no_manage tag: ours would be reused.
 pub async fn check_unmanaged(
     store: &Store,
@@ -182,6 +200,7 @@ fn ready_in_cache(
 ) -> Option<CachedEni> {
     let cached = read_json::<CachedEni>(&store.cache_path(&cache_name(mac))).ok()??;
     let ready = outside_subnet(&cached.facts, addrs).is_empty()
+        && cached.facts.primary_ipv4.is_some()
         && (cached.unmanaged_verified || config.allow_managed_eni);
     ready.then_some(cached)
 }
@@ -196,6 +215,7 @@ pub async fn checked_eni(
 ) -> Result<CachedEni, CniError> {
     if let Some(cached) = ready_in_cache(store, &master.mac, config, addrs) {
         check_not_primary(&cached.facts, config)?;
+        check_not_primary_ip(&cached.facts, addrs)?;
         return Ok(cached);
     }
     // Concurrent first ADDs on one ENI: one asks IMDS and EC2, the others then read its cache.
@@ -205,6 +225,7 @@ pub async fn checked_eni(
         cached = eni_for_mac(store, aws, &master.mac, true).await?;
     }
     check_not_primary(&cached.facts, config)?;
+    check_not_primary_ip(&cached.facts, addrs)?;
     check_subnet(&cached.facts, addrs)?;
     check_unmanaged(store, aws, &mut cached, config).await?;
     Ok(cached)
@@ -223,7 +244,24 @@ mod tests {
             vpc_id: "vpc-0sim0000000000001".into(),
             subnet_ipv4_cidrs: vec!["198.18.1.0/24".parse().unwrap()],
             subnet_ipv6_cidrs: vec!["2001:db8:100:1::/64".parse().unwrap()],
+            primary_ipv4: Some("198.18.1.10".parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn the_enis_primary_ip_is_refused_by_name() {
+        let pod: Vec<IpAddr> = vec![
+            "198.18.1.11".parse().unwrap(),
+            "198.18.1.10".parse().unwrap(),
+        ];
+        let e = check_not_primary_ip(&facts(1), &pod).unwrap_err();
+        assert_eq!(e.code, ErrorCode::AddressInUse);
+        assert!(
+            e.msg.contains("198.18.1.10") && e.msg.contains("eni-0b000000000000001"),
+            "{}",
+            e.msg
+        );
+        assert!(check_not_primary_ip(&facts(1), &pod[..1]).is_ok());
     }
 
     #[test]

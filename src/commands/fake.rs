@@ -46,6 +46,7 @@ impl FakeAws {
                     vpc_id: "vpc-0sim0000000000001".into(),
                     subnet_ipv4_cidrs: vec!["198.18.1.0/24".parse().unwrap()],
                     subnet_ipv6_cidrs: vec!["2001:db8:100:1::/64".parse().unwrap()],
+                    primary_ipv4: Some("198.18.1.10".parse().unwrap()),
                 },
             );
         }
