@@ -97,13 +97,13 @@ fn fault_connection_refused_is_code_11() {
         Some(prev_result("1.0.0", &["198.18.1.112/24"])),
     );
     conf["timeoutMs"] = json!(1000);
-    // A port nothing listens on: bind one, then drop it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    conf["ec2Endpoint"] = json!(format!("http://127.0.0.1:{port}"));
+    // Port 1 (tcpmux) is privileged and unused: a freed ephemeral port could be taken by a
+    // simulator of a test running in parallel.
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:1").is_err(),
+        "something listens on 127.0.0.1:1"
+    );
+    conf["ec2Endpoint"] = json!("http://127.0.0.1:1");
     let r = fx.run("ADD", "c", "net1", &conf);
     assert_eq!(r.err_code(), 11, "{}", r.stdout);
 }

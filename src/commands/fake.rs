@@ -64,6 +64,16 @@ impl FakeAws {
             .collect()
     }
 
+    /// Out of band: `addr` leaves `from` (taken over by `to`, or unassigned by hand).
+    pub fn move_ipv4(&self, addr: &str, from: &str, to: Option<&str>) {
+        let addr: Ipv4Addr = addr.parse().unwrap();
+        let mut enis = self.enis.borrow_mut();
+        enis.get_mut(from).unwrap().ipv4.retain(|a| *a != addr);
+        if let Some(to) = to {
+            enis.get_mut(to).unwrap().ipv4.push(addr);
+        }
+    }
+
     pub fn count(&self, action: &str) -> usize {
         self.calls.borrow().iter().filter(|c| *c == action).count()
     }

@@ -163,20 +163,7 @@ fn del_leaves_an_address_that_moved_to_another_eni() {
     bed.run("ADD", "c1", conf(&["198.18.1.5/24", "198.18.1.6/24"]), add)
         .unwrap();
     // Another node took .5 over.
-    bed.aws
-        .enis
-        .borrow_mut()
-        .get_mut(ENI)
-        .unwrap()
-        .ipv4
-        .retain(|a| a.to_string() != "198.18.1.5");
-    bed.aws
-        .enis
-        .borrow_mut()
-        .get_mut(OTHER)
-        .unwrap()
-        .ipv4
-        .push("198.18.1.5".parse().unwrap());
+    bed.aws.move_ipv4("198.18.1.5", ENI, Some(OTHER));
     let summary = bed.run("DEL", "c1", conf(&[]), del).unwrap();
     assert_eq!(summary.addresses, vec![ip("198.18.1.6")]);
     assert_eq!(bed.aws.holds(OTHER), vec![ip("198.18.1.5")]);
@@ -216,13 +203,7 @@ fn check_names_the_missing_address_and_eni() {
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
     bed.run("CHECK", "c1", conf(&["198.18.1.5/24"]), check)
         .unwrap();
-    bed.aws
-        .enis
-        .borrow_mut()
-        .get_mut(ENI)
-        .unwrap()
-        .ipv4
-        .retain(|a| a.to_string() != "198.18.1.5");
+    bed.aws.move_ipv4("198.18.1.5", ENI, None);
     let e = bed
         .run("CHECK", "c1", conf(&["198.18.1.5/24"]), check)
         .unwrap_err();
