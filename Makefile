@@ -8,13 +8,14 @@ IMAGE   ?= aws-eni-ip:$(VERSION)
 DRIVER  := tests/runtime/bin/cni-driver
 GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$${GOCACHE:-$(CURDIR)/target/go-build}
 
-.PHONY: help build release driver deps test e2e demo bench lint install image
+.PHONY: help build release driver deps unit test e2e demo bench lint install image
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
 	@echo "make release   release build of the plugin: target/release/aws-eni-ip"
+	@echo "make unit      the quick loop: unit, command, property, installer and simulator tests (no root, no apt)"
 	@echo "make test      installs missing Debian packages, then unit + integration + e2e + simulator tests (root)"
-	@echo "make e2e       only the end-to-end tests (tests/e2e.rs; root)"
+	@echo "make e2e       only the end-to-end tests (tests/e2e/; root)"
 	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
 	@echo "make bench     benchmark (release build)"
 	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver"
@@ -34,6 +35,11 @@ deps:
 driver:
 	@mkdir -p $(dir $(DRIVER))
 	$(GOENV) go build -o $(DRIVER) ./tests/runtime/driver
+
+# Needs neither root nor the Debian test packages: the commands run against fakes, the simulator in-process.
+unit:
+	$(CARGO) test --locked -p aws-eni-ip --lib --bins --test properties --test conf_examples --test install
+	$(CARGO) test --locked -p ec2-sim
 
 test: deps
 	$(CARGO) test --workspace --locked

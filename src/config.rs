@@ -1,6 +1,7 @@
 //! The plugin's own keys beside `"type": "aws-eni-ip"`: parsed and validated once, before any side
 //! effect. Unknown keys are ignored, as CNI convention expects.
 
+use crate::cloud::AwsSettings;
 use crate::cni::CniError;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -119,6 +120,15 @@ impl PluginConfig {
             c.timeout = Duration::from_millis(ms);
         }
         Ok(c)
+    }
+
+    /// What the cloud layer needs of this config.
+    pub fn aws_settings(&self) -> AwsSettings {
+        AwsSettings {
+            region: self.region.clone(),
+            ec2_endpoint: self.ec2_endpoint.clone(),
+            imds_endpoint: self.imds_endpoint.clone(),
+        }
     }
 
     /// For operators and tests: is this plugin block (a JSON object) one the plugin would accept?

@@ -2,15 +2,16 @@
 //! there, so tests prove that a plugin killed mid-command leaves a state the runtime's follow-up
 //! (DEL, GC or a repeated ADD) repairs. Release builds compile this to nothing.
 
-/// Where a command may die: the names tests use in `AWS_ENI_IP_CRASH_AT`.
+/// Where a command may die: the names tests use in `AWS_ENI_IP_CRASH_AT`. `release:*` fire in
+/// every release (DEL, GC, a rollback).
 pub const POINTS: [&str; 7] = [
     "add:before-record",
     "add:before-ec2",
     "add:after-ec2",
     "add:after-record",
-    "del:before-ec2",
-    "del:after-ec2",
-    "del:after-record",
+    "release:before-ec2",
+    "release:after-ec2",
+    "release:after-record",
 ];
 
 #[inline]

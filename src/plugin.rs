@@ -101,8 +101,8 @@ fn execute(
         .build()
         .map_err(|e| CniError::io(format!("cannot start the async runtime: {e}")))?;
     let store = Store::open(&config.state_dir);
-    let region_cache = config.state_dir.join("cache").join("region.json");
-    let aws = AwsClients::new(config, region_cache, policy)
+    let region_cache = store.as_ref().ok().map(Store::region_cache);
+    let aws = AwsClients::new(config.aws_settings(), region_cache, policy)
         .map_err(|e| CniError::invalid_config(format!("\"imdsEndpoint\": {e}")))?;
     if env.command == Command::Status {
         return runtime

@@ -9,7 +9,6 @@ use aws_eni_ip::config::PluginConfig;
 use serde_json::{Map, Value};
 
 const CONF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf");
-const CNI_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 const INTERFACE_PLUGINS: [&str; 2] = ["ipvlan", "macvlan"];
 const EXPECTED: [&str; 6] = [
     "ipvlan-whereabouts-ipv4.yaml",
@@ -68,7 +67,7 @@ fn checked_aws_block(path: &Path, conflist: &Value) -> Value {
     let where_ = path.display();
     let version = conflist["cniVersion"].as_str().unwrap_or_default();
     assert!(
-        CNI_VERSIONS.contains(&version),
+        aws_eni_ip::cni::CniVersion::parse(version).is_some(),
         "{where_}: cniVersion {version:?}"
     );
     let name = conflist["name"].as_str().unwrap_or_default();

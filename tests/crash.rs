@@ -101,7 +101,7 @@ fn crash_during_add_then_gc_leaves_nothing() {
 
 #[test]
 fn crash_during_del_then_del_again_leaves_nothing() {
-    for point in POINTS.iter().filter(|p| p.starts_with("del:")) {
+    for point in POINTS.iter().filter(|p| p.starts_with("release:")) {
         let fx = Fixture::new();
         fx.run("ADD", "pod", "net1", &conf(&fx, true)).ok();
         killed_at(&fx, "DEL", point);
@@ -112,7 +112,7 @@ fn crash_during_del_then_del_again_leaves_nothing() {
 
 #[test]
 fn crash_during_del_then_gc_leaves_nothing() {
-    for point in POINTS.iter().filter(|p| p.starts_with("del:")) {
+    for point in POINTS.iter().filter(|p| p.starts_with("release:")) {
         let fx = Fixture::new();
         fx.run("ADD", "pod", "net1", &conf(&fx, true)).ok();
         killed_at(&fx, "DEL", point);
@@ -123,7 +123,7 @@ fn crash_during_del_then_gc_leaves_nothing() {
 
 #[test]
 fn a_crash_never_takes_an_address_from_a_live_pod() {
-    for point in POINTS.iter().filter(|p| p.starts_with("del:")) {
+    for point in POINTS.iter().filter(|p| p.starts_with("release:")) {
         let fx = Fixture::new();
         // Two pods share the address (a floating IP on one node); one of them is deleted and dies.
         fx.run("ADD", "live", "net1", &conf(&fx, true)).ok();

@@ -21,7 +21,7 @@ fn version_lists_every_supported_spec_version() {
 #[test]
 fn add_check_del_in_every_cni_version() {
     let fx = Fixture::new();
-    for (i, version) in VERSIONS.iter().enumerate() {
+    for (i, version) in versions().into_iter().enumerate() {
         let addr = format!("198.18.1.{}", 80 + i);
         let prev = prev_result(version, &[&format!("{addr}/24")]);
         let conf = fx.conf(version, NODE1, ENI1, Some(prev.clone()));

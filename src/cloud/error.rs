@@ -1,20 +1,21 @@
-use std::fmt;
-
-/// A failed AWS call, classified for the CNI reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failed AWS call, classified for whoever reports it (a CNI reply, the agent's log).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloudError {
     /// EC2 answered with an error code; retrying the same request will not help.
+    #[error("EC2 {action} failed: {code}: {message}")]
     Api {
         action: &'static str,
         code: String,
         message: String,
     },
     /// Throttling, 5xx, timeouts and connection failures that outlived the deadline.
+    #[error("{action} did not succeed before the deadline: {reason}")]
     Transient {
         action: &'static str,
         reason: String,
     },
     /// IMDS answered, but not with what we need (e.g. 404 for an unknown MAC).
+    #[error("IMDS {path}{}: {reason}", status.map(|s| format!(" answered HTTP {s}")).unwrap_or_default())]
     Metadata {
         path: String,
         status: Option<u16>,
@@ -46,27 +47,3 @@ impl CloudError {
         self.api_code() == Some("InvalidIPAddress.InUse")
     }
 }
-
-impl fmt::Display for CloudError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloudError::Api {
-                action,
-                code,
-                message,
-            } => write!(f, "EC2 {action} failed: {code}: {message}"),
-            CloudError::Transient { action, reason } => {
-                write!(f, "{action} did not succeed before the deadline: {reason}")
-            }
-            CloudError::Metadata {
-                path,
-                status: Some(s),
-                reason,
-                ..
-            } => write!(f, "IMDS {path} answered HTTP {s}: {reason}"),
-            CloudError::Metadata { path, reason, .. } => write!(f, "IMDS {path}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for CloudError {}

@@ -80,6 +80,36 @@ pub trait Ec2 {
     async fn ipv6_holder(&self, addr: Ipv6Addr) -> Result<Option<String>, CloudError>;
 }
 
+/// Where the region read from IMDS is kept between processes; the cloud layer is handed one.
+pub trait RegionCache {
+    fn load(&self) -> Option<String>;
+    fn save(&self, region: &str);
+}
+
+/// No cache (the state dir is unusable): every process asks IMDS.
+impl<C: RegionCache> RegionCache for Option<C> {
+    fn load(&self) -> Option<String> {
+        self.as_ref()?.load()
+    }
+
+    fn save(&self, region: &str) {
+        if let Some(c) = self {
+            c.save(region)
+        }
+    }
+}
+
+/// What the AWS clients need to know: where to call, and by when every call must be done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// `None`: the region cache, else IMDS.
+    pub region: Option<String>,
+    /// `None`: `AWS_ENDPOINT_URL_EC2` / `AWS_ENDPOINT_URL`, else the regional default.
+    pub ec2_endpoint: Option<String>,
+    /// `None`: `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the link-local default.
+    pub imds_endpoint: Option<String>,
+}
+
 /// Both clients, the EC2 one built on first use (it needs the region, which may need IMDS).
 #[allow(async_fn_in_trait)]
 pub trait Aws {

@@ -4,29 +4,50 @@ use serde::Serialize;
 use std::fmt;
 
 /// CNI error codes: the spec's well-known ones (< 100) and this plugin's own (>= 100).
+/// <https://github.com/containernetworking/cni/blob/main/SPEC.md#error>
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// The config's cniVersion is not one this plugin speaks, or the command needs a newer one.
     IncompatibleVersion = 1,
+    /// A field of the config is not supported.
     UnsupportedField = 2,
+    /// A `CNI_*` variable is missing or malformed.
     InvalidEnvironment = 4,
+    /// The state dir or stdin could not be read or written.
     Io = 5,
+    /// stdin (or prevResult) is not the JSON the spec describes.
     Decode = 6,
+    /// A key of the network config has a bad value.
     InvalidConfig = 7,
+    /// EC2 or IMDS is throttling, slow or down: the runtime should retry.
     TryAgainLater = 11,
     /// STATUS: the plugin cannot serve ADD now.
     NotAvailable = 50,
+    /// ADD or CHECK without prevResult: the plugin only works chained after ipvlan/macvlan.
     NotChained = 100,
+    /// The master link (config `master`, or the pod interface's parent) is missing or not Ethernet.
     MasterNotFound = 101,
+    /// The master's MAC is not an ENI of this instance (IMDS 404), or EC2 does not know the ENI.
     EniNotFound = 102,
+    /// The master is the primary ENI (device index 0) and `allowPrimaryEni` is off.
     PrimaryEni = 103,
+    /// The ENI lacks `node.k8s.amazonaws.com/no_manage=true`: the VPC CNI manages it.
     ManagedEni = 104,
+    /// A pod address is outside every subnet CIDR of the ENI.
     OutsideSubnet = 105,
+    /// The ENI holds as many addresses as its instance type allows.
     AddressLimit = 106,
+    /// Another ENI holds the address (and may not lose it), or it is the ENI's primary IP.
     AddressInUse = 107,
+    /// IAM denied the call (or the credentials are invalid).
     NotAuthorized = 108,
+    /// CHECK: a pod address is not recorded, or no longer on the recorded ENI.
     CheckFailed = 109,
+    /// EC2 refused the request for a reason not listed above; the message is EC2's own.
     Ec2Rejected = 110,
+    /// The subnet has no free address (`InsufficientFreeAddressesInSubnet`).
     SubnetFull = 111,
+    /// IMDS refused the token (IMDSv2 disabled, or the hop limit too low for this process).
     ImdsUnusable = 112,
 }
 

@@ -1,6 +1,7 @@
 //! CHECK: every prevResult address is recorded and is on the recorded ENI now. EC2 is eventually
 //! consistent, so a missing address is re-read for a short while before CHECK fails.
 
+use super::eni::ec2_for;
 use super::errors::from_cloud;
 use super::{list, Ctx, Summary};
 use crate::cloud::{Aws, Ec2};
@@ -46,10 +47,7 @@ pub async fn check<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniE
         )
         .with_details("the interface's addresses changed after ADD; re-create the pod"));
     }
-    let ec2 =
-        ctx.aws.ec2().await.map_err(|e| {
-            from_cloud(&e, &format!("prepare the EC2 client for {}", record.eni_id))
-        })?;
+    let ec2 = ec2_for(ctx.aws, &record.eni_id).await?;
     let settle_by = Instant::now() + CONVERGENCE;
     loop {
         let view = ec2

@@ -1,7 +1,10 @@
-//! EC2 and IMDS failures as CNI errors that name the ENI and address and say what to do.
+//! The one place where the lower layers' errors (cloud, store, host) become CNI replies that name
+//! the ENI, address or path and say what to do.
 
 use crate::cloud::CloudError;
 use crate::cni::{CniError, ErrorCode};
+use crate::node::HostError;
+use crate::store::StoreError;
 
 /// `subject` names what was being done, e.g. "assign 198.18.1.5 to eni-0b…".
 pub fn from_cloud(err: &CloudError, subject: &str) -> CniError {
@@ -57,5 +60,42 @@ pub fn from_cloud(err: &CloudError, subject: &str) -> CniError {
             };
             CniError::new(code_num, format!("could not {subject}: {err}")).with_details(details)
         }
+    }
+}
+
+impl From<StoreError> for CniError {
+    fn from(e: StoreError) -> CniError {
+        let details = match &e {
+            StoreError::Corrupt { .. } => {
+                "inspect it; removing it makes the plugin forget that attachment"
+            }
+            StoreError::Io { .. } => {
+                "the plugin runs as root; check free space and permissions of the state dir, or set \"stateDir\""
+            }
+        };
+        CniError::io(e.to_string()).with_details(details)
+    }
+}
+
+impl From<HostError> for CniError {
+    fn from(e: HostError) -> CniError {
+        let details = match &e {
+            HostError::NoSuchLink { .. } => {
+                "check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node"
+            }
+            HostError::NotEthernet { .. } => "set \"master\" to the host link of a secondary ENI",
+            HostError::Netns { .. } => "the pod sandbox is gone, or set \"master\" in the config",
+            HostError::NoPodInterface { .. } => {
+                "aws-eni-ip must come after the plugin that creates the interface"
+            }
+            HostError::NoParent { .. } => {
+                "it is not an ipvlan/macvlan link; set \"master\" in the config"
+            }
+            HostError::ParentElsewhere { .. } => {
+                "run the plugin in the node's network namespace, or set \"master\""
+            }
+            HostError::Netlink(_) => "set \"master\" in the config, or report this with the log",
+        };
+        CniError::new(ErrorCode::MasterNotFound, e.to_string()).with_details(details)
     }
 }

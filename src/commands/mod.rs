@@ -2,16 +2,16 @@
 //! in the order of DESIGN.md's flow for that command.
 
 pub mod add;
+pub mod assign;
 pub mod check;
 pub mod del;
 pub mod eni;
 pub mod errors;
 pub mod gc;
 pub mod release;
+pub mod safety;
 pub mod status;
 
-#[cfg(test)]
-mod fake;
 #[cfg(test)]
 mod tests;
 

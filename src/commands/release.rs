@@ -1,6 +1,7 @@
 //! Giving addresses back: shared by DEL, GC and ADD's rollback. Only the recorded ENI is touched,
 //! and an address that has already left it (taken over by another node) is left alone.
 
+use super::eni::ec2_for;
 use super::errors::from_cloud;
 use super::{list, split_families};
 use crate::cloud::{Aws, CloudError, Ec2};
@@ -16,18 +17,16 @@ pub async fn release(
 ) -> Result<Vec<IpAddr>, CniError> {
     let _locks = store.lock_addresses(&record.addresses)?;
     let releasable = store.releasable(record)?;
-    crate::crash::point("del:before-ec2");
+    crate::crash::point("release:before-ec2");
     let released = if releasable.is_empty() {
         Vec::new()
     } else {
-        let ec2 = aws.ec2().await.map_err(|e| {
-            from_cloud(&e, &format!("prepare the EC2 client for {}", record.eni_id))
-        })?;
+        let ec2 = ec2_for(aws, &record.eni_id).await?;
         unassign_held(ec2, &record.eni_id, &releasable).await?
     };
-    crate::crash::point("del:after-ec2");
+    crate::crash::point("release:after-ec2");
     store.remove(&record.key())?;
-    crate::crash::point("del:after-record");
+    crate::crash::point("release:after-record");
     Ok(released)
 }
 

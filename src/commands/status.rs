@@ -2,22 +2,14 @@
 
 use crate::cloud::{Aws, Metadata};
 use crate::cni::{CniError, ErrorCode};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
-pub async fn status(store: Result<Store, CniError>, aws: &impl Aws) -> Result<(), CniError> {
+pub async fn status(store: Result<Store, StoreError>, aws: &impl Aws) -> Result<(), CniError> {
     let not_ready = |msg: String| CniError::new(ErrorCode::NotAvailable, msg);
     let store = store.map_err(|e| not_ready(format!("state dir unusable: {e}")))?;
-    let probe = store
-        .root()
-        .join(format!(".status-probe.{}", std::process::id()));
-    std::fs::write(&probe, b"ok")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| {
-            not_ready(format!(
-                "state dir {} is not writable: {e}",
-                store.root().display()
-            ))
-        })?;
+    store
+        .probe_writable()
+        .map_err(|e| not_ready(format!("state dir is not writable: {e}")))?;
     aws.metadata().ping().await.map_err(|e| {
         not_ready(format!("IMDS does not answer: {e}"))
             .with_details("ADD needs IMDSv2 to map the master's MAC to its ENI; check the instance metadata options")

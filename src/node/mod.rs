@@ -1,10 +1,11 @@
 //! Host side: which link is the master, and its MAC (the key to the ENI in IMDS).
 
+mod error;
 mod netlink;
 
+pub use error::HostError;
 pub use netlink::NetlinkHost;
 
-use crate::cni::CniError;
 use std::path::Path;
 
 /// The host link whose ENI receives the pod's addresses.
@@ -17,9 +18,9 @@ pub struct MasterLink {
 
 pub trait Host {
     /// The host link called `name`.
-    fn link_by_name(&self, name: &str) -> Result<MasterLink, CniError>;
+    fn link_by_name(&self, name: &str) -> Result<MasterLink, HostError>;
     /// The parent (IFLA_LINK) of `ifname` inside `netns`: the ipvlan/macvlan master.
-    fn parent_of(&self, netns: &Path, ifname: &str) -> Result<MasterLink, CniError>;
+    fn parent_of(&self, netns: &Path, ifname: &str) -> Result<MasterLink, HostError>;
 }
 
 pub fn format_mac(bytes: &[u8]) -> String {

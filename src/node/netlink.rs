@@ -1,5 +1,4 @@
-use super::{format_mac, Host, MasterLink};
-use crate::cni::{CniError, ErrorCode};
+use super::{format_mac, Host, HostError, MasterLink};
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -17,8 +16,8 @@ struct Link {
     parent_netnsid: Option<i32>,
 }
 
-fn not_found(msg: String) -> CniError {
-    CniError::new(ErrorCode::MasterNotFound, msg)
+fn netlink(e: impl std::fmt::Display) -> HostError {
+    HostError::Netlink(e.to_string())
 }
 
 fn open_socket() -> std::io::Result<Socket> {
@@ -29,26 +28,19 @@ fn open_socket() -> std::io::Result<Socket> {
 }
 
 /// A socket opened inside `netns` stays bound to it; the thread that entered it just ends.
-fn open_socket_in(netns: &Path) -> Result<Socket, CniError> {
-    let ns = std::fs::File::open(netns).map_err(|e| {
-        not_found(format!(
-            "cannot open network namespace {}: {e}",
-            netns.display()
-        ))
-        .with_details("the pod sandbox is gone, or set \"master\" in the config")
-    })?;
+fn open_socket_in(netns: &Path) -> Result<Socket, HostError> {
+    let failed = |reason: String| HostError::Netns {
+        netns: netns.display().to_string(),
+        reason,
+    };
+    let ns = std::fs::File::open(netns).map_err(|e| failed(e.to_string()))?;
     std::thread::spawn(move || {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
         open_socket().map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0)))
     })
     .join()
-    .map_err(|_| not_found("netlink thread failed".into()))?
-    .map_err(|e| {
-        not_found(format!(
-            "cannot enter network namespace {}: {e}",
-            netns.display()
-        ))
-    })
+    .map_err(|_| failed("the netlink thread died".into()))?
+    .map_err(|e| failed(e.to_string()))
 }
 
 /// What to ask the kernel for: one link by name or index (a dump would read every link on the node).
@@ -114,66 +106,51 @@ fn to_link(m: LinkMessage) -> Link {
     link
 }
 
-fn as_master(link: &Link) -> Result<MasterLink, CniError> {
+fn as_master(link: &Link) -> Result<MasterLink, HostError> {
     match &link.mac {
         // Loopback and tunnels have no (or an all-zero) MAC: never an ENI.
         Some(mac) if mac.len() == 6 && mac.iter().any(|b| *b != 0) => Ok(MasterLink {
             name: link.name.clone(),
             mac: format_mac(mac),
         }),
-        _ => Err(not_found(format!(
-            "link {} has no Ethernet MAC address, so it cannot be an ENI",
-            link.name
-        ))
-        .with_details("set \"master\" to the host link of a secondary ENI")),
+        _ => Err(HostError::NotEthernet {
+            name: link.name.clone(),
+        }),
     }
 }
 
 impl Host for NetlinkHost {
-    fn link_by_name(&self, name: &str) -> Result<MasterLink, CniError> {
-        let socket = open_socket().map_err(|e| not_found(format!("netlink: {e}")))?;
+    fn link_by_name(&self, name: &str) -> Result<MasterLink, HostError> {
+        let socket = open_socket().map_err(netlink)?;
         let link = get_link(&socket, Query::Name(name))
-            .map_err(|e| not_found(format!("netlink: {e}")))?
-            .ok_or_else(|| {
-                not_found(format!(
-                "master interface {name:?} does not exist on this node"
-            ))
-            .with_details(
-                "check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node",
-            )
-            })?;
+            .map_err(netlink)?
+            .ok_or_else(|| HostError::NoSuchLink { name: name.into() })?;
         as_master(&link)
     }
 
-    fn parent_of(&self, netns: &Path, ifname: &str) -> Result<MasterLink, CniError> {
+    fn parent_of(&self, netns: &Path, ifname: &str) -> Result<MasterLink, HostError> {
         let pod_socket = open_socket_in(netns)?;
         let pod_link = get_link(&pod_socket, Query::Name(ifname))
-            .map_err(|e| not_found(format!("netlink: {e}")))?
-            .ok_or_else(|| {
-                not_found(format!(
-                    "interface {ifname} does not exist in {}",
-                    netns.display()
-                ))
-                .with_details("aws-eni-ip must come after the plugin that creates the interface")
+            .map_err(netlink)?
+            .ok_or_else(|| HostError::NoPodInterface {
+                ifname: ifname.into(),
+                netns: netns.display().to_string(),
             })?;
         let parent = match (pod_link.parent, pod_link.parent_netnsid) {
             (Some(p), Some(_)) if p != 0 => p,
             _ => {
-                return Err(not_found(format!(
-                    "interface {ifname} in {} has no parent link on the host",
-                    netns.display()
-                ))
-                .with_details("it is not an ipvlan/macvlan link; set \"master\" in the config"))
+                return Err(HostError::NoParent {
+                    ifname: ifname.into(),
+                    netns: netns.display().to_string(),
+                })
             }
         };
-        let host = open_socket().map_err(|e| not_found(format!("netlink: {e}")))?;
+        let host = open_socket().map_err(netlink)?;
         let master = get_link(&host, Query::Index(parent))
-            .map_err(|e| not_found(format!("netlink: {e}")))?
-            .ok_or_else(|| {
-                not_found(format!(
-                    "parent link (index {parent}) of {ifname} is not in this network namespace"
-                ))
-                .with_details("run the plugin in the node's network namespace, or set \"master\"")
+            .map_err(netlink)?
+            .ok_or_else(|| HostError::ParentElsewhere {
+                ifname: ifname.into(),
+                index: parent,
             })?;
         as_master(&master)
     }

@@ -1,42 +1,29 @@
-use crate::cni::CniError;
+use super::StoreError;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
-use std::net::IpAddr;
 use std::path::Path;
 
 /// Exclusive flocks, released on drop (or by the kernel when the process dies).
 #[derive(Debug)]
-pub struct AddressLocks {
+pub struct Locks {
     _held: Vec<Flock<File>>,
 }
 
-impl AddressLocks {
-    pub fn acquire(dir: &Path, addresses: &[IpAddr]) -> Result<AddressLocks, CniError> {
-        let mut sorted = addresses.to_vec();
-        sorted.sort();
-        sorted.dedup();
-        let held = sorted
-            .iter()
-            .map(|addr| lock(&dir.join(format!("{addr}.lock"))))
-            .collect::<Result<_, _>>()?;
-        Ok(AddressLocks { _held: held })
-    }
-
-    /// One named lock, e.g. for the first ADD on an ENI.
-    pub fn acquire_named(dir: &Path, name: &str) -> Result<AddressLocks, CniError> {
-        Ok(AddressLocks {
-            _held: vec![lock(&dir.join(format!("{name}.lock")))?],
-        })
+impl Locks {
+    /// Takes `paths` in the order given; callers sort them so two commands never wait in a cycle.
+    pub(crate) fn acquire(paths: &[std::path::PathBuf]) -> Result<Locks, StoreError> {
+        let held = paths.iter().map(|p| lock(p)).collect::<Result<_, _>>()?;
+        Ok(Locks { _held: held })
     }
 }
 
-fn lock(path: &Path) -> Result<Flock<File>, CniError> {
+fn lock(path: &Path) -> Result<Flock<File>, StoreError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| CniError::io(format!("cannot open lock {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::io("open lock", path, e))?;
     Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| CniError::io(format!("cannot lock {}: {e}", path.display())))
+        .map_err(|(_, e)| StoreError::io("lock", path, std::io::Error::from(e)))
 }

@@ -3,21 +3,26 @@
 //! ```text
 //! <stateDir>/attachments/<network>/<containerId>:<ifname>.json   one record per attachment
 //! <stateDir>/locks/<address>.lock                                 flock per pod address
-//! <stateDir>/cache/...                                            facts that never change for an ENI
+//! <stateDir>/locks/eni-<mac>.lock                                 first lookup of an ENI
+//! <stateDir>/cache/eni-<mac>.json, region.json                    facts that never change for an ENI
 //! ```
+//! No other module spells a path inside the state dir.
 //! Records are replaced atomically (temp file, rename; fsync where a node crash matters). Changes
 //! to an address's assignment happen under that address's lock, so a DEL's "does another record
 //! hold it?" and its unassign cannot interleave with an ADD of the same address.
 
+mod cache;
+mod error;
 mod fs;
 mod lock;
 mod record;
 
-pub use fs::{read_json, write_json_atomic, Durability};
-pub use lock::AddressLocks;
+pub use cache::{CachedEni, RegionFile};
+pub use error::StoreError;
+pub use lock::Locks;
 pub use record::{Attachment, AttachmentKey, Phase};
 
-use crate::cni::CniError;
+use fs::{read_json, write_json_atomic, Durability};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +33,7 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating, mode 0700) the state dir.
-    pub fn open(root: &Path) -> Result<Store, CniError> {
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
         for dir in [
             root.to_path_buf(),
             root.join("attachments"),
@@ -46,10 +51,6 @@ impl Store {
         &self.root
     }
 
-    pub fn cache_path(&self, name: &str) -> PathBuf {
-        self.root.join("cache").join(name)
-    }
-
     fn record_path(&self, key: &AttachmentKey) -> PathBuf {
         self.root
             .join("attachments")
@@ -57,35 +58,49 @@ impl Store {
             .join(format!("{}:{}.json", key.container_id, key.ifname))
     }
 
+    fn eni_cache_path(&self, mac: &str) -> PathBuf {
+        self.root
+            .join("cache")
+            .join(format!("{}.json", mac_key(mac)))
+    }
+
     /// Takes the locks of `addresses` (sorted, so two commands never wait on each other in a cycle).
-    pub fn lock_addresses(&self, addresses: &[IpAddr]) -> Result<AddressLocks, CniError> {
-        AddressLocks::acquire(&self.root.join("locks"), addresses)
+    pub fn lock_addresses(&self, addresses: &[IpAddr]) -> Result<Locks, StoreError> {
+        let mut sorted = addresses.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let paths: Vec<PathBuf> = sorted
+            .iter()
+            .map(|a| self.root.join("locks").join(format!("{a}.lock")))
+            .collect();
+        Locks::acquire(&paths)
     }
 
-    /// Serialises the first ADDs on one ENI, so that one learns it and the others read the cache.
-    pub fn lock_eni(&self, mac: &str) -> Result<AddressLocks, CniError> {
-        AddressLocks::acquire_named(
-            &self.root.join("locks"),
-            &format!("eni-{}", mac.replace(':', "")),
-        )
+    /// Serialises the first lookups of the ENI behind `mac`, so that one asks IMDS and EC2 and the
+    /// others read its cache.
+    pub fn lock_eni_lookup(&self, mac: &str) -> Result<Locks, StoreError> {
+        Locks::acquire(&[self
+            .root
+            .join("locks")
+            .join(format!("{}.lock", mac_key(mac)))])
     }
 
-    pub fn get(&self, key: &AttachmentKey) -> Result<Option<Attachment>, CniError> {
+    pub fn get(&self, key: &AttachmentKey) -> Result<Option<Attachment>, StoreError> {
         read_json(&self.record_path(key))
     }
 
     /// Writes a record so that it survives a node crash: it is what lets DEL release an address.
-    pub fn put(&self, record: &Attachment) -> Result<(), CniError> {
+    pub fn put(&self, record: &Attachment) -> Result<(), StoreError> {
         self.write(record, Durability::Durable)
     }
 
     /// Rewrites an existing record without fsync: losing this write after a node crash only leaves
     /// the durable earlier version, which DEL and GC release the same way.
-    pub fn update(&self, record: &Attachment) -> Result<(), CniError> {
+    pub fn update(&self, record: &Attachment) -> Result<(), StoreError> {
         self.write(record, Durability::ProcessCrashSafe)
     }
 
-    fn write(&self, record: &Attachment, durability: Durability) -> Result<(), CniError> {
+    fn write(&self, record: &Attachment, durability: Durability) -> Result<(), StoreError> {
         let path = self.record_path(&record.key());
         if let Some(dir) = path.parent() {
             fs::create_private_dir(dir)?;
@@ -93,20 +108,17 @@ impl Store {
         write_json_atomic(&path, record, durability)
     }
 
-    pub fn remove(&self, key: &AttachmentKey) -> Result<(), CniError> {
+    pub fn remove(&self, key: &AttachmentKey) -> Result<(), StoreError> {
         let path = self.record_path(key);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(
-                CniError::io(format!("cannot remove {}: {e}", path.display()))
-                    .with_details("check the permissions of the state dir"),
-            ),
+            Err(e) => Err(StoreError::io("remove", path, e)),
         }
     }
 
     /// Every record on this node, of every network; unreadable files are reported, not skipped.
-    pub fn all(&self) -> Result<Vec<Attachment>, CniError> {
+    pub fn all(&self) -> Result<Vec<Attachment>, StoreError> {
         let mut out = Vec::new();
         let base = self.root.join("attachments");
         for network in fs::list_dir(&base)? {
@@ -124,7 +136,7 @@ impl Store {
     }
 
     /// Addresses of `record` that no other record on this node holds on the same ENI.
-    pub fn releasable(&self, record: &Attachment) -> Result<Vec<IpAddr>, CniError> {
+    pub fn releasable(&self, record: &Attachment) -> Result<Vec<IpAddr>, StoreError> {
         let others = self.all()?;
         let key = record.key();
         Ok(record
@@ -138,6 +150,11 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// `eni-<mac without colons>`: the name of everything the store keeps per ENI.
+fn mac_key(mac: &str) -> String {
+    format!("eni-{}", mac.replace(':', ""))
 }
 
 #[cfg(test)]
@@ -208,6 +225,6 @@ mod tests {
         store.put(&r).unwrap();
         std::fs::write(store.record_path(&r.key()), b"{not json").unwrap();
         let e = store.get(&r.key()).unwrap_err();
-        assert!(e.msg.contains("c1:net1.json"), "{}", e.msg);
+        assert!(e.to_string().contains("c1:net1.json"), "{e}");
     }
 }

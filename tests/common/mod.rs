@@ -15,7 +15,6 @@ pub const ENI_PRIMARY: &str = "eni-0a000000000000001";
 pub const ENI1: &str = "eni-0b000000000000001";
 pub const ENI2: &str = "eni-0b000000000000002";
 pub const ENI_MANAGED: &str = "eni-0c000000000000001";
-pub const VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -302,6 +301,14 @@ pub fn prev_result(version: &str, addrs: &[&str]) -> Value {
         "routes": [{"dst": "198.18.64.0/18", "gw": "198.18.1.1"}],
         "dns": {"nameservers": ["192.0.2.53"]}
     })
+}
+
+/// Every cniVersion the plugin speaks, as the runtime spells it.
+pub fn versions() -> Vec<&'static str> {
+    aws_eni_ip::cni::version::SUPPORTED
+        .iter()
+        .map(|v| v.as_str())
+        .collect()
 }
 
 pub fn ip(s: &str) -> IpAddr {

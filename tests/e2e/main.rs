@@ -3,7 +3,6 @@
 //! namespaces against ec2-sim. Needs root and the Debian packages (see `make test`); it fails,
 //! never skips, without them. Scenarios run one at a time: they share the kernel's network state.
 
-#[path = "e2e/harness.rs"]
 mod harness;
 
 use harness::*;

@@ -1,11 +1,13 @@
 //! Command logic against the fakes: no root, no network.
 
-use super::fake::{FakeAws, FakeHost, ENI, OTHER};
+mod fake;
+
 use super::{add::add, check::check, del::del, gc::gc, Ctx};
 use crate::cloud::CloudError;
 use crate::cni::{Environment, ErrorCode, NetConf};
 use crate::config::PluginConfig;
 use crate::store::Store;
+use fake::{FakeAws, FakeHost, ENI, OTHER};
 use serde_json::json;
 use std::net::IpAddr;
 

@@ -1,62 +1,19 @@
-//! `aws-eni-ip install`: puts this binary into the node's CNI bin dir and, with `--keep`, keeps it
-//! there. This is what the DaemonSet's only container runs.
-//!
-//! The copy is atomic (temp file in the same dir, fsync, chmod 0755, rename, fsync the dir): a
-//! runtime that executes the plugin while we install sees the old file or the new one, never half
-//! of one, and never gets ETXTBSY because nothing writes to the path it executes.
+//! One install pass, and `--keep`'s loop around it.
 
+use super::verify::{rewind, run_version, same_content};
+use super::Options;
+use crate::VERSION;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::VERSION;
-
-const USAGE: &str = "\
-usage: aws-eni-ip install [--cni-bin-dir DIR] [--name NAME] [--source PATH] [--keep [--interval SECONDS]]
-
-Copies the aws-eni-ip binary into the CNI bin dir atomically (temp file, fsync, rename), writes
-nothing when the installed copy is already identical, and checks the copy by running
-`<installed> version` before it replaces anything.
-
-  --cni-bin-dir DIR    where the container runtime looks for CNI plugins (default /opt/cni/bin)
-  --name NAME          file name of the installed plugin (default aws-eni-ip)
-  --source PATH        binary to install (default: the running binary)
-  --keep               stay running; re-install when the file is removed or changed;
-                       exit 0 on SIGTERM or SIGINT
-  --interval SECONDS   how often --keep checks the file (default 10; fractions allowed)
-  -h, --help           print this help";
-
-const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
-const DEFAULT_NAME: &str = "aws-eni-ip";
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-const MAX_INTERVAL_SECS: f64 = 86_400.0;
-// A wedged binary must not hang the installer (and so the DaemonSet's rollout) forever.
-const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 // Temp files older than this belong to an installer that died mid-copy, not to a live one.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
-const COMPARE_CHUNK: usize = 64 * 1024;
-
-#[derive(Debug, Clone, PartialEq)]
-struct Options {
-    bin_dir: PathBuf,
-    name: String,
-    source: Option<PathBuf>,
-    keep: bool,
-    interval: Duration,
-}
-
-#[derive(Debug, PartialEq)]
-enum Invocation {
-    Install(Options),
-    Help,
-}
 
 #[derive(Debug, thiserror::Error)]
-enum InstallError {
+pub(super) enum InstallError {
     #[error(
         "cannot read the binary to install {path}: {io}; pass --source PATH naming a readable aws-eni-ip binary"
     )]
@@ -85,7 +42,7 @@ enum InstallError {
 
 /// What one pass did to the installed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(super) enum Outcome {
     Installed,
     UpToDate,
 }
@@ -93,7 +50,7 @@ enum Outcome {
 /// Identity and change markers of the installed file; ctime moves on every write or chmod, even
 /// one that restores mtime, so an unchanged fingerprint means unchanged content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
+pub(super) struct Fingerprint {
     dev: u64,
     ino: u64,
     size: u64,
@@ -115,102 +72,13 @@ impl Fingerprint {
     }
 }
 
-/// Entry point for `aws-eni-ip install ARGS…` (args are what follows "install").
-pub fn run(args: &[String]) -> ExitCode {
-    let opts = match parse_args(args) {
-        Ok(Invocation::Install(opts)) => opts,
-        Ok(Invocation::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(problem) => {
-            eprintln!("aws-eni-ip install: {problem}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let installer = Installer::new(opts);
-    let result = if installer.opts.keep {
-        installer.keep()
-    } else {
-        installer.once().map(|_| ())
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("aws-eni-ip install: error: {err}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn parse_args(args: &[String]) -> Result<Invocation, String> {
-    let mut opts = Options {
-        bin_dir: PathBuf::from(DEFAULT_BIN_DIR),
-        name: DEFAULT_NAME.to_string(),
-        source: None,
-        keep: false,
-        interval: DEFAULT_INTERVAL,
-    };
-    let mut interval_given = false;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let takes_value = matches!(flag, "--cni-bin-dir" | "--name" | "--source" | "--interval");
-        if !takes_value && inline.is_some() {
-            return Err(format!("{flag} takes no value"));
-        }
-        let mut value = || -> Result<String, String> {
-            match inline.clone().or_else(|| rest.next().cloned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "-h" | "--help" => return Ok(Invocation::Help),
-            "--keep" => opts.keep = true,
-            "--cni-bin-dir" => opts.bin_dir = PathBuf::from(value()?),
-            "--source" => opts.source = Some(PathBuf::from(value()?)),
-            "--name" => {
-                let name = value()?;
-                if name.contains('/') || name == "." || name == ".." || name.starts_with('.') {
-                    return Err(format!(
-                        "--name {name:?} must be a plain file name (no '/', not starting with '.')"
-                    ));
-                }
-                opts.name = name;
-            }
-            "--interval" => {
-                let raw = value()?;
-                let secs: f64 = raw
-                    .parse()
-                    .map_err(|_| format!("--interval {raw:?} is not a number of seconds"))?;
-                if !secs.is_finite() || secs <= 0.0 || secs > MAX_INTERVAL_SECS {
-                    return Err(format!(
-                        "--interval {raw} must be more than 0 and at most {MAX_INTERVAL_SECS} seconds"
-                    ));
-                }
-                opts.interval = Duration::from_secs_f64(secs);
-                interval_given = true;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if interval_given && !opts.keep {
-        return Err("--interval only applies with --keep".to_string());
-    }
-    Ok(Invocation::Install(opts))
-}
-
-struct Installer {
-    opts: Options,
+pub(super) struct Installer {
+    pub(super) opts: Options,
     dest: PathBuf,
 }
 
 impl Installer {
-    fn new(opts: Options) -> Self {
+    pub(super) fn new(opts: Options) -> Self {
         let dest = opts.bin_dir.join(&opts.name);
         Installer { opts, dest }
     }
@@ -248,7 +116,7 @@ impl Installer {
     }
 
     /// One install pass: nothing written when the installed copy already matches.
-    fn once(&self) -> Result<(Outcome, Fingerprint), InstallError> {
+    pub(super) fn once(&self) -> Result<(Outcome, Fingerprint), InstallError> {
         self.check_bin_dir()?;
         let source_path = self.source_path();
         let source_err = |io| InstallError::Source {
@@ -429,7 +297,7 @@ impl Installer {
     }
 
     /// `--keep`: install, then re-check every interval until SIGTERM or SIGINT.
-    fn keep(&self) -> Result<(), InstallError> {
+    pub(super) fn keep(&self) -> Result<(), InstallError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -491,161 +359,6 @@ impl Installer {
                 ),
             }
             let _ = io::stdout().flush();
-        }
-    }
-}
-
-/// Runs `<path> version` and expects our own version line: proves the copy executes here.
-fn run_version(path: &Path) -> Result<(), String> {
-    let child = Command::new(path)
-        .arg("version")
-        .env_remove("CNI_COMMAND")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|io| format!("cannot execute it: {io}"))?;
-    let pid = child.id();
-    // Reading on another thread keeps a chatty wrong binary from filling the pipe and stalling us.
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let output = match outcome.recv_timeout(VERSION_CHECK_TIMEOUT) {
-        Ok(Ok(output)) => output,
-        Ok(Err(io)) => return Err(format!("cannot wait for it: {io}")),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            return Err(format!(
-                "no answer within {}s",
-                VERSION_CHECK_TIMEOUT.as_secs()
-            ));
-        }
-    };
-    if !output.status.success() {
-        return Err(format!("it exited with {}", output.status));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let first_line = stdout.lines().next().unwrap_or_default();
-    let expected = format!("aws-eni-ip {VERSION}");
-    if first_line != expected {
-        return Err(format!("it printed {first_line:?}, expected {expected:?}"));
-    }
-    Ok(())
-}
-
-fn same_content(a: &mut File, mut b: File) -> io::Result<bool> {
-    let mut buf_a = vec![0u8; COMPARE_CHUNK];
-    let mut buf_b = vec![0u8; COMPARE_CHUNK];
-    loop {
-        let n = read_full(a, &mut buf_a)?;
-        let m = read_full(&mut b, &mut buf_b)?;
-        if n != m || buf_a[..n] != buf_b[..m] {
-            return Ok(false);
-        }
-        if n == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-/// Fills `buf` unless EOF comes first, so two files read in step compare chunk by chunk.
-fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
-}
-
-fn rewind(file: &mut File) -> io::Result<()> {
-    use std::io::Seek;
-    file.seek(io::SeekFrom::Start(0)).map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn parsed(list: &[&str]) -> Options {
-        match parse_args(&args(list)) {
-            Ok(Invocation::Install(opts)) => opts,
-            other => panic!("{list:?} parsed as {other:?}"),
-        }
-    }
-
-    #[test]
-    fn defaults() {
-        let opts = parsed(&[]);
-        assert_eq!(opts.bin_dir, PathBuf::from("/opt/cni/bin"));
-        assert_eq!(opts.name, "aws-eni-ip");
-        assert_eq!(opts.source, None);
-        assert!(!opts.keep);
-        assert_eq!(opts.interval, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn all_flags_separate_and_inline() {
-        let a = parsed(&[
-            "--cni-bin-dir",
-            "/host/opt/cni/bin",
-            "--name",
-            "eni",
-            "--source",
-            "/aws-eni-ip",
-            "--keep",
-            "--interval",
-            "0.2",
-        ]);
-        let b = parsed(&[
-            "--cni-bin-dir=/host/opt/cni/bin",
-            "--name=eni",
-            "--source=/aws-eni-ip",
-            "--keep",
-            "--interval=0.2",
-        ]);
-        assert_eq!(a, b);
-        assert_eq!(a.bin_dir, PathBuf::from("/host/opt/cni/bin"));
-        assert_eq!(a.interval, Duration::from_millis(200));
-        assert!(a.keep);
-    }
-
-    #[test]
-    fn help() {
-        assert_eq!(parse_args(&args(&["--help"])), Ok(Invocation::Help));
-        assert_eq!(parse_args(&args(&["-h"])), Ok(Invocation::Help));
-    }
-
-    #[test]
-    fn bad_args_are_refused() {
-        for bad in [
-            &["--bogus"][..],
-            &["extra"],
-            &["--cni-bin-dir"],
-            &["--cni-bin-dir="],
-            &["--name", "a/b"],
-            &["--name", ".hidden"],
-            &["--keep", "--interval", "x"],
-            &["--keep", "--interval", "0"],
-            &["--keep", "--interval", "-1"],
-            &["--keep", "--interval", "NaN"],
-            &["--keep", "--interval", "inf"],
-            &["--interval", "1"],
-            &["--keep=yes"],
-        ] {
-            assert!(parse_args(&args(bad)).is_err(), "{bad:?} was accepted");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! commands rely on (in-use, not-assigned, reassignment moves), and fails on demand.
 
 use crate::cloud::{Aws, CloudError, Ec2, EniFacts, EniView, Metadata, NO_MANAGE_TAG};
-use crate::cni::CniError;
+use crate::node::HostError;
 use crate::node::{Host, MasterLink};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -231,7 +231,7 @@ impl Aws for FakeAws {
 pub struct FakeHost;
 
 impl Host for FakeHost {
-    fn link_by_name(&self, name: &str) -> Result<MasterLink, CniError> {
+    fn link_by_name(&self, name: &str) -> Result<MasterLink, HostError> {
         Ok(MasterLink {
             name: name.into(),
             mac: if name == "eth2" {
@@ -243,7 +243,7 @@ impl Host for FakeHost {
         })
     }
 
-    fn parent_of(&self, _netns: &Path, _ifname: &str) -> Result<MasterLink, CniError> {
+    fn parent_of(&self, _netns: &Path, _ifname: &str) -> Result<MasterLink, HostError> {
         self.link_by_name("eth1")
     }
 }

@@ -1,0 +1,276 @@
+//! EC2 through aws-sdk-ec2, driven by our retry policy.
+
+use super::causes;
+use crate::cloud::retry::{Outcome, RetryPolicy, Verdict};
+use crate::cloud::{AwsSettings, CloudError, Ec2, EniView};
+use aws_config::imds;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::Filter;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// EC2 error codes that mean "slow down", not "no".
+const THROTTLING_CODES: [&str; 4] = [
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "EC2ThrottledException",
+];
+const SERVER_CODES: [&str; 4] = [
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "Unavailable",
+];
+
+/// EC2 through aws-sdk-ec2.
+#[derive(Clone, Debug)]
+pub struct AwsEc2 {
+    client: aws_sdk_ec2::Client,
+    policy: RetryPolicy,
+}
+
+impl AwsEc2 {
+    /// Credentials: the SDK's default chain (env, profile, web identity, ECS, then the instance
+    /// profile through the same IMDS client). Endpoint: `ec2Endpoint`, else `AWS_ENDPOINT_URL_EC2`
+    /// / `AWS_ENDPOINT_URL`, else the regional default.
+    pub async fn new(
+        settings: &AwsSettings,
+        region: &str,
+        imds: imds::Client,
+        policy: RetryPolicy,
+    ) -> AwsEc2 {
+        let region = Region::new(region.to_string());
+        let credentials = aws_config::default_provider::credentials::Builder::default()
+            .region(region.clone())
+            .imds_client(imds)
+            .build()
+            .await;
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .credentials_provider(credentials)
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&shared);
+        if let Some(url) = &settings.ec2_endpoint {
+            ec2 = ec2.endpoint_url(url);
+        }
+        AwsEc2 {
+            client: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            policy,
+        }
+    }
+
+    async fn call<T, E, F, Fut>(&self, action: &'static str, op: F) -> Result<T, CloudError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
+        >,
+    {
+        let started = std::time::Instant::now();
+        let outcome = self.policy.run(op, classify_ec2).await;
+        tracing::debug!(
+            action,
+            ok = matches!(outcome, Outcome::Done(_)),
+            ms = started.elapsed().as_millis() as u64,
+            "EC2"
+        );
+        match outcome {
+            Outcome::Done(v) => Ok(v),
+            Outcome::Failed(e) => Err(ec2_error(action, &e, false)),
+            Outcome::OutOfTime(Some(e)) => Err(ec2_error(action, &e, true)),
+            Outcome::OutOfTime(None) => Err(CloudError::Transient {
+                action,
+                reason: "no answer before the deadline (timeoutMs)".into(),
+            }),
+        }
+    }
+}
+
+fn classify_ec2<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> Verdict {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Verdict::Retry
+        }
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default();
+            if THROTTLING_CODES.contains(&code)
+                || SERVER_CODES.contains(&code)
+                || ctx.raw().status().as_u16() >= 500
+            {
+                Verdict::Retry
+            } else if code == "InvalidNetworkInterfaceID.NotFound" {
+                // EC2 is eventually consistent: a fresh ENI can be briefly unknown.
+                Verdict::RetryBriefly
+            } else {
+                Verdict::Fail
+            }
+        }
+        _ => Verdict::Fail,
+    }
+}
+
+fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    action: &'static str,
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+    out_of_time: bool,
+) -> CloudError {
+    let transient = out_of_time || classify_ec2(e) == Verdict::Retry;
+    match e {
+        SdkError::ServiceError(ctx) if !transient => CloudError::Api {
+            action,
+            code: ctx.err().code().unwrap_or("Unknown").to_string(),
+            message: ctx.err().message().unwrap_or_default().to_string(),
+        },
+        SdkError::ServiceError(ctx) => CloudError::Transient {
+            action,
+            reason: format!(
+                "{}: {}",
+                ctx.err().code().unwrap_or("HTTP error"),
+                ctx.err().message().unwrap_or_default()
+            ),
+        },
+        other if transient => CloudError::Transient {
+            action,
+            reason: causes(other),
+        },
+        other => CloudError::Api {
+            action,
+            code: "ClientError".into(),
+            message: causes(other),
+        },
+    }
+}
+
+fn strings<T: ToString>(addrs: &[T]) -> Vec<String> {
+    addrs.iter().map(ToString::to_string).collect()
+}
+
+impl Ec2 for AwsEc2 {
+    async fn assign_ipv4(
+        &self,
+        eni: &str,
+        addrs: &[Ipv4Addr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError> {
+        self.call("AssignPrivateIpAddresses", || {
+            self.client
+                .assign_private_ip_addresses()
+                .network_interface_id(eni)
+                .set_private_ip_addresses(Some(strings(addrs)))
+                .allow_reassignment(allow_reassignment)
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn unassign_ipv4(&self, eni: &str, addrs: &[Ipv4Addr]) -> Result<(), CloudError> {
+        self.call("UnassignPrivateIpAddresses", || {
+            self.client
+                .unassign_private_ip_addresses()
+                .network_interface_id(eni)
+                .set_private_ip_addresses(Some(strings(addrs)))
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn assign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError> {
+        self.call("AssignIpv6Addresses", || {
+            self.client
+                .assign_ipv6_addresses()
+                .network_interface_id(eni)
+                .set_ipv6_addresses(Some(strings(addrs)))
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn unassign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError> {
+        self.call("UnassignIpv6Addresses", || {
+            self.client
+                .unassign_ipv6_addresses()
+                .network_interface_id(eni)
+                .set_ipv6_addresses(Some(strings(addrs)))
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError> {
+        let out = self
+            .call("DescribeNetworkInterfaces", || {
+                self.client
+                    .describe_network_interfaces()
+                    .network_interface_ids(eni)
+                    .send()
+            })
+            .await?;
+        let Some(ni) = out.network_interfaces().first() else {
+            return Err(CloudError::Api {
+                action: "DescribeNetworkInterfaces",
+                code: "InvalidNetworkInterfaceID.NotFound".into(),
+                message: format!("The networkInterface ID '{eni}' does not exist"),
+            });
+        };
+        let mut view = EniView {
+            eni_id: ni.network_interface_id().unwrap_or(eni).to_string(),
+            ..EniView::default()
+        };
+        for p in ni.private_ip_addresses() {
+            if let Some(addr) = p.private_ip_address().and_then(|a| a.parse().ok()) {
+                if p.primary() == Some(true) {
+                    view.primary_ipv4 = Some(addr);
+                }
+                view.ipv4.push(addr);
+            }
+        }
+        view.ipv6 = ni
+            .ipv6_addresses()
+            .iter()
+            .filter_map(|a| a.ipv6_address()?.parse().ok())
+            .collect();
+        view.tags = ni
+            .tag_set()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect();
+        Ok(view)
+    }
+
+    async fn ipv6_holder(&self, addr: Ipv6Addr) -> Result<Option<String>, CloudError> {
+        let out = self
+            .call("DescribeNetworkInterfaces", || {
+                self.client
+                    .describe_network_interfaces()
+                    .filters(
+                        Filter::builder()
+                            .name("ipv6-addresses.ipv6-address")
+                            .values(addr.to_string())
+                            .build(),
+                    )
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .network_interfaces()
+            .first()
+            .and_then(|ni| ni.network_interface_id())
+            .map(str::to_string))
+    }
+}

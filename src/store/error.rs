@@ -1,0 +1,27 @@
+//! What can go wrong with the state on disk; the commands turn it into a CNI reply, the agent into a
+//! log line and a metric.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {} is corrupt: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
