@@ -114,7 +114,7 @@ cat >"$WORK/$NET.conflist" <<EOF
   { "type": "macvlan", "master": "eth1", "mode": "bridge",
     "ipam": { "type": "host-local", "dataDir": "$WORK/ipam",
               "ranges": [[{ "subnet": "198.18.1.0/24", "rangeStart": "198.18.1.100", "rangeEnd": "198.18.1.150" }]] } },
-  { "type": "aws-eni-ip", "ec2Endpoint": "$EC2", "imdsEndpoint": "$IMDS",
+  { "type": "aws-eni-ip", "imdsEndpoint": "$IMDS",
     "stateDir": "$WORK/state", "logFile": "$WORK/aws-eni-ip.log" }
 ]}
 EOF
@@ -122,6 +122,7 @@ EOF
 cni() { # cni add|del POD-INDEX
   local ns=${PODS[$2]}
   env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE HOME="$WORK" \
+    AWS_ENI_IP_NODE_DIR="$WORK/state" AWS_ENDPOINT_URL_EC2="$EC2" \
     ip netns exec "$NODE" "$DRIVER" "$1" --conflist "$WORK/$NET.conflist" --container "demo-ctr-$(($2 + 1))" \
     --args "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod$(($2 + 1))" \
     --netns "/var/run/netns/$ns" --ifname net1 --cache-dir "$WORK/cni-cache" --cni-path "$CNI_BIN:$PLUGIN_DIR" \

@@ -4,7 +4,7 @@
 use crate::cloud::AwsSettings;
 use crate::cni::CniError;
 use serde_json::{Map, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/aws-eni-ip";
@@ -54,72 +54,43 @@ impl Default for PluginConfig {
     }
 }
 
+/// Reads one key (or a few that belong together) into the config.
+type KeyReader = fn(&Map<String, Value>, &mut PluginConfig) -> Result<(), CniError>;
+
+const KEYS: [KeyReader; 8] = [
+    read_master,
+    read_region,
+    read_endpoints,
+    read_flags,
+    read_state_dir,
+    read_log_file,
+    read_log_level,
+    read_timeout,
+];
+
 impl PluginConfig {
+    /// Every key valid, or the first problem: ADD, CHECK, GC and STATUS refuse a bad config.
     pub fn from_map(raw: &Map<String, Value>) -> Result<PluginConfig, CniError> {
         let mut c = PluginConfig::default();
-        if let Some(master) = string(raw, "master")? {
-            crate::cni::env::validate_ifname(&master).map_err(|_| {
-                CniError::invalid_config(format!(
-                    "\"master\" {master:?} is not a valid interface name"
-                ))
-                .with_details(
-                    "name the host link of the secondary ENI, e.g. \"eth1\", or omit the key",
-                )
-            })?;
-            c.master = Some(master);
-        }
-        if let Some(region) = string(raw, "region")? {
-            let ok = !region.is_empty()
-                && region.len() <= 32
-                && region
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
-            if !ok {
-                return Err(CniError::invalid_config(format!(
-                    "\"region\" {region:?} is not an AWS region name"
-                ))
-                .with_details(
-                    "use a name like \"us-west-2\", or omit it to read the region from IMDS",
-                ));
-            }
-            c.region = Some(region);
-        }
-        c.ec2_endpoint = endpoint(raw, "ec2Endpoint")?;
-        c.imds_endpoint = endpoint(raw, "imdsEndpoint")?;
-        c.allow_reassignment = boolean(raw, "allowReassignment")?.unwrap_or(true);
-        c.allow_managed_eni = boolean(raw, "allowManagedEni")?.unwrap_or(false);
-        c.allow_primary_eni = boolean(raw, "allowPrimaryEni")?.unwrap_or(false);
-        if let Some(dir) = string(raw, "stateDir")? {
-            c.state_dir = absolute_path("stateDir", &dir)?;
-        }
-        if let Some(file) = string(raw, "logFile")? {
-            c.log_file = absolute_path("logFile", &file)?;
-        }
-        if let Some(level) = string(raw, "logLevel")? {
-            c.log_level = match level.to_ascii_lowercase().as_str() {
-                "error" => LogLevel::Error,
-                "warn" | "warning" => LogLevel::Warn,
-                "info" => LogLevel::Info,
-                "debug" => LogLevel::Debug,
-                _ => {
-                    return Err(CniError::invalid_config(format!(
-                        "\"logLevel\" {level:?} is not a log level"
-                    ))
-                    .with_details("use \"error\", \"warn\", \"info\" or \"debug\""))
-                }
-            };
-        }
-        if let Some(v) = raw.get("timeoutMs").filter(|v| !v.is_null()) {
-            let ms = v
-                .as_u64()
-                .filter(|ms| TIMEOUT_RANGE_MS.contains(ms))
-                .ok_or_else(|| {
-                    CniError::invalid_config(format!("\"timeoutMs\" {v} is out of range"))
-                        .with_details("use a whole number of milliseconds from 1000 to 300000")
-                })?;
-            c.timeout = Duration::from_millis(ms);
+        for read in KEYS {
+            read(raw, &mut c)?;
         }
         Ok(c)
+    }
+
+    /// Defaults for the keys that are broken, and the problems: DEL needs only its record, so a
+    /// NetworkAttachmentDefinition edited after its pods started must not stop their release.
+    pub fn lenient(raw: &Map<String, Value>) -> (PluginConfig, Vec<CniError>) {
+        let mut c = PluginConfig::default();
+        let mut problems = Vec::new();
+        for read in KEYS {
+            let mut attempt = c.clone();
+            match read(raw, &mut attempt) {
+                Ok(()) => c = attempt,
+                Err(e) => problems.push(e),
+            }
+        }
+        (c, problems)
     }
 
     /// What the cloud layer needs of this config.
@@ -143,6 +114,158 @@ impl PluginConfig {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+fn read_master(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    if let Some(master) = string(raw, "master")? {
+        crate::cni::env::validate_ifname(&master).map_err(|_| {
+            CniError::invalid_config(format!(
+                "\"master\" {master:?} is not a valid interface name"
+            ))
+            .with_details("name the host link of the secondary ENI, e.g. \"eth1\", or omit the key")
+        })?;
+        c.master = Some(master);
+    }
+    Ok(())
+}
+
+fn read_region(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    if let Some(region) = string(raw, "region")? {
+        let ok = !region.is_empty()
+            && region.len() <= 32
+            && region
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+        if !ok {
+            return Err(CniError::invalid_config(format!(
+                "\"region\" {region:?} is not an AWS region name"
+            ))
+            .with_details(
+                "use a name like \"us-west-2\", or omit it to read the region from IMDS",
+            ));
+        }
+        c.region = Some(region);
+    }
+    Ok(())
+}
+
+fn read_endpoints(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    c.ec2_endpoint = endpoint(raw, "ec2Endpoint")?;
+    if let Some(url) = &c.ec2_endpoint {
+        if url.starts_with("http://") && !is_loopback_url(url) {
+            return Err(CniError::invalid_config(format!(
+                "\"ec2Endpoint\" {url:?} is plain HTTP: the request signature and EC2's answers would cross the network unprotected"
+            ))
+            .with_details("use https:// (plain http:// is accepted only for loopback test endpoints)"));
+        }
+    }
+    c.imds_endpoint = endpoint(raw, "imdsEndpoint")?;
+    Ok(())
+}
+
+fn read_flags(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    c.allow_reassignment = boolean(raw, "allowReassignment")?.unwrap_or(true);
+    c.allow_managed_eni = boolean(raw, "allowManagedEni")?.unwrap_or(false);
+    c.allow_primary_eni = boolean(raw, "allowPrimaryEni")?.unwrap_or(false);
+    Ok(())
+}
+
+fn read_state_dir(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    if let Some(dir) = string(raw, "stateDir")? {
+        let dir = absolute_path("stateDir", &dir)?;
+        refuse_system_path("stateDir", &dir, &dir)?;
+        c.state_dir = dir;
+    }
+    Ok(())
+}
+
+fn read_log_file(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    if let Some(file) = string(raw, "logFile")? {
+        let file = absolute_path("logFile", &file)?;
+        let parent = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        refuse_system_path("logFile", &file, &file)?;
+        refuse_system_path("logFile", &file, &parent)?;
+        c.log_file = file;
+    }
+    Ok(())
+}
+
+fn read_log_level(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    if let Some(level) = string(raw, "logLevel")? {
+        c.log_level = match level.to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            _ => {
+                return Err(CniError::invalid_config(format!(
+                    "\"logLevel\" {level:?} is not a log level"
+                ))
+                .with_details("use \"error\", \"warn\", \"info\" or \"debug\""))
+            }
+        };
+    }
+    Ok(())
+}
+
+fn read_timeout(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    if let Some(v) = raw.get("timeoutMs").filter(|v| !v.is_null()) {
+        let ms = v
+            .as_u64()
+            .filter(|ms| TIMEOUT_RANGE_MS.contains(ms))
+            .ok_or_else(|| {
+                CniError::invalid_config(format!("\"timeoutMs\" {v} is out of range"))
+                    .with_details("use a whole number of milliseconds from 1000 to 300000")
+            })?;
+        c.timeout = Duration::from_millis(ms);
+    }
+    Ok(())
+}
+
+/// Directories that hold the system itself: a tenant's config may not make root write there.
+const SYSTEM_DIRS: [&str; 14] = [
+    "/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/proc",
+    "/sys", "/dev", "/run",
+];
+/// Kernel interfaces: nothing below them is a place for state or logs.
+const KERNEL_TREES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// `key`'s value `path` may not be (or, via `checked`, sit directly in) a system directory.
+fn refuse_system_path(key: &str, path: &Path, checked: &Path) -> Result<(), CniError> {
+    let text = checked.to_string_lossy();
+    let trimmed = match text.trim_end_matches('/') {
+        "" => "/",
+        t => t,
+    };
+    let system = SYSTEM_DIRS.contains(&trimmed)
+        || trimmed == "/tmp"
+        || KERNEL_TREES
+            .iter()
+            .any(|k| trimmed.starts_with(&format!("{k}/")));
+    if system {
+        return Err(CniError::invalid_config(format!(
+            "\"{key}\" {} is a system path: the plugin runs as root and will not write there",
+            path.display()
+        ))
+        .with_details(
+            "use a directory of its own, e.g. /var/lib/cni/aws-eni-ip or /var/log/aws-eni-ip.log",
+        ));
+    }
+    Ok(())
+}
+
+/// `http://127.0.0.1:…`, `http://[::1]:…`, `http://localhost:…`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.trim_start_matches("http://");
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn string(raw: &Map<String, Value>, key: &str) -> Result<Option<String>, CniError> {
@@ -216,7 +339,7 @@ mod tests {
             "ec2Endpoint": "https://vpce-1.ec2.ap-northeast-1.vpce.amazonaws.com/",
             "imdsEndpoint": "http://[fd00:ec2::254]", "allowReassignment": false,
             "allowManagedEni": true, "allowPrimaryEni": true, "stateDir": "/run/aws-eni-ip",
-            "logFile": "/tmp/x.log", "logLevel": "debug", "timeoutMs": 5000}))
+            "logFile": "/var/log/x.log", "logLevel": "debug", "timeoutMs": 5000}))
         .unwrap();
         assert_eq!(c.master.as_deref(), Some("eth1"));
         assert_eq!(
@@ -241,11 +364,79 @@ mod tests {
             (json!({"logLevel": "loud"}), "logLevel"),
             (json!({"timeoutMs": 10}), "timeoutMs"),
             (json!({"timeoutMs": "5000"}), "timeoutMs"),
+            (json!({"ec2Endpoint": "http://ec2.internal"}), "ec2Endpoint"),
+            (
+                json!({"ec2Endpoint": "http://10.0.0.1:8080"}),
+                "ec2Endpoint",
+            ),
         ] {
             let e = parse(bad.clone()).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidConfig, "{bad}");
             assert!(e.msg.contains(key), "{bad}: {}", e.msg);
         }
+    }
+
+    #[test]
+    fn system_paths_are_refused_for_state_and_logs() {
+        for (key, path) in [
+            ("stateDir", "/"),
+            ("stateDir", "/etc"),
+            ("stateDir", "/usr/"),
+            ("stateDir", "/lib64"),
+            ("stateDir", "/boot"),
+            ("stateDir", "/run"),
+            ("stateDir", "/tmp"),
+            ("stateDir", "/proc/sys/net"),
+            ("stateDir", "/sys/fs/cgroup"),
+            ("stateDir", "/dev/shm"),
+            ("logFile", "/etc/ld.so.preload"),
+            ("logFile", "/tmp/aws-eni-ip.log"),
+            ("logFile", "/proc/sys/kernel/core_pattern"),
+            ("logFile", "/bin/sh"),
+        ] {
+            let e = parse(json!({ key: path })).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig, "{key}={path}");
+            assert!(
+                e.msg.contains(key) && e.msg.contains("system path"),
+                "{}",
+                e.msg
+            );
+        }
+        for (key, path) in [
+            ("stateDir", "/var/lib/cni/aws-eni-ip"),
+            ("stateDir", "/run/aws-eni-ip"),
+            ("stateDir", "/tmp/test-state"),
+            ("logFile", "/var/log/aws-eni-ip.log"),
+            ("logFile", "/tmp/test/plugin.log"),
+        ] {
+            assert!(parse(json!({ key: path })).is_ok(), "{key}={path}");
+        }
+    }
+
+    #[test]
+    fn plain_http_ec2_endpoints_are_accepted_only_on_loopback() {
+        for ok in [
+            "http://127.0.0.1:4566",
+            "http://[::1]:4566",
+            "http://localhost:4566/",
+            "https://ec2.us-west-2.amazonaws.com",
+        ] {
+            assert!(parse(json!({ "ec2Endpoint": ok })).is_ok(), "{ok}");
+        }
+        // IMDS is plain HTTP by design (link-local, hop-limited).
+        assert!(parse(json!({"imdsEndpoint": "http://169.254.169.254"})).is_ok());
+    }
+
+    #[test]
+    fn lenient_keeps_good_keys_and_defaults_broken_ones() {
+        let raw = json!({"stateDir": "/var/lib/x", "timeoutMs": 10, "logLevel": "loud",
+            "master": "eth1"});
+        let (c, problems) = PluginConfig::lenient(raw.as_object().unwrap());
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/x"));
+        assert_eq!(c.master.as_deref(), Some("eth1"));
+        assert_eq!(c.timeout, Duration::from_millis(DEFAULT_TIMEOUT_MS));
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(problems.len(), 2);
     }
 
     #[test]

@@ -38,13 +38,21 @@ pub fn init(config: &PluginConfig) {
     };
 }
 
+/// `logFile` is tenant input run as root: a missing dir is made private, an existing one keeps its
+/// mode, and a symlink in the file's place is not followed.
 fn open(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
     }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .ok()
 }

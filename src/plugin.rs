@@ -7,7 +7,7 @@ use crate::cni::{CniError, CniVersion, Command, Environment, ErrorCode, NetConf}
 use crate::commands::{self, Ctx, Summary};
 use crate::config::PluginConfig;
 use crate::node::NetlinkHost;
-use crate::store::Store;
+use crate::store::{NodeDir, Store};
 use std::io::Read;
 use std::time::Instant;
 
@@ -42,15 +42,27 @@ pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> R
         Err(e) => return error_reply(&e, &reply_version),
     };
     let version = conf.cni_version.as_str().to_string();
-    let config = match PluginConfig::from_map(&conf.raw) {
-        Ok(c) => c,
-        Err(e) => {
-            crate::log::init(&PluginConfig::default());
-            log_outcome(&env, &conf, started, &Err(e.clone()));
-            return error_reply(&e, &version);
+    let config = if env.command == Command::Del {
+        // DEL needs only its key: broken keys fall back to their defaults, and are logged.
+        let (config, problems) = PluginConfig::lenient(&conf.raw);
+        crate::log::init(&config);
+        for p in problems {
+            tracing::warn!(network = %conf.name, problem = %p, "DEL goes on with the default for a broken key");
+        }
+        config
+    } else {
+        match PluginConfig::from_map(&conf.raw) {
+            Ok(c) => c,
+            Err(e) => {
+                crate::log::init(&PluginConfig::default());
+                log_outcome(&env, &conf, started, &Err(e.clone()));
+                return error_reply(&e, &version);
+            }
         }
     };
-    crate::log::init(&config);
+    if env.command != Command::Del {
+        crate::log::init(&config);
+    }
     let outcome = gate(&env, &conf).and_then(|()| execute(&env, &conf, &config, started));
     log_outcome(
         &env,
@@ -100,7 +112,7 @@ fn execute(
         .enable_all()
         .build()
         .map_err(|e| CniError::io(format!("cannot start the async runtime: {e}")))?;
-    let store = Store::open(&config.state_dir);
+    let store = Store::open(&config.state_dir, NodeDir::from_env());
     let region_cache = store.as_ref().ok().map(Store::region_cache);
     let aws = AwsClients::new(config.aws_settings(), region_cache, policy)
         .map_err(|e| CniError::invalid_config(format!("\"imdsEndpoint\": {e}")))?;
@@ -118,6 +130,7 @@ fn execute(
         store: &store,
         aws: &aws,
         host: &host,
+        deadline,
     };
     let work = async {
         match env.command {

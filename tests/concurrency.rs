@@ -1,8 +1,12 @@
-//! Concurrency invariant: a seeded random run of ADD/DEL/CHECK over 30 pods on two nodes, 8 in
-//! flight, some addresses floating between the nodes, with EC2 throttling and latency on. Every
-//! success is checked for its effect right away, and after the run: each ENI holds exactly the
-//! addresses of live attachments on its node (the latest owner for a floating address), and the
-//! store agrees. `AEI_SEED=N` replays a run.
+//! Concurrency invariants, seeded (`AEI_SEED=N` replays a run; the seed is printed):
+//! - a random run of ADD/DEL/CHECK over 30 pods on two nodes, 8 in flight, some addresses floating
+//!   between the nodes, with EC2 throttling and latency on, one operation per address at a time:
+//!   every success is checked for its effect right away, and after the run each ENI holds exactly
+//!   the addresses of live attachments on its node and the store agrees;
+//! - rounds of operations that race on one address: pods on the same node sharing it, and pods on
+//!   both nodes taking it over from each other, all at once. After each round no ENI holds an
+//!   address that no live attachment on its node holds, a node whose pods alone added it holds it
+//!   while one of them lives, and each store lists exactly its node's live attachments.
 
 mod common;
 
@@ -66,13 +70,9 @@ fn prefix(addr: IpAddr) -> String {
     }
 }
 
-fn on(fx: &Fixture, node: usize, addr: IpAddr) -> bool {
-    fx.addresses(ENIS[node]).contains(&addr)
-}
-
-#[test]
-fn random_add_del_check_keeps_enis_and_store_exact() {
-    let seed: u64 = std::env::var("AEI_SEED")
+/// `AEI_SEED`, else the clock.
+fn seed() -> u64 {
+    std::env::var("AEI_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -80,7 +80,16 @@ fn random_add_del_check_keeps_enis_and_store_exact() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_nanos() as u64
-        });
+        })
+}
+
+fn on(fx: &Fixture, node: usize, addr: IpAddr) -> bool {
+    fx.addresses(ENIS[node]).contains(&addr)
+}
+
+#[test]
+fn random_add_del_check_keeps_enis_and_store_exact() {
+    let seed = seed();
     eprintln!("concurrency invariant: seed = {seed} (replay with AEI_SEED={seed})");
 
     let mut world = World::demo();
@@ -242,18 +251,11 @@ fn random_add_del_check_keeps_enis_and_store_exact() {
             "seed {seed}: {} holds the wrong addresses",
             ENIS[node]
         );
-        let recorded: BTreeSet<String> = std::fs::read_dir(format!(
-            "{}/attachments/ipvlan-multus",
-            fx.state_dir(NODES[node])
-        ))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
-                .map(|n| n.split(':').next().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+        let recorded: BTreeSet<String> = fx
+            .records(NODES[node])
+            .into_iter()
+            .map(|r| r.container_id)
+            .collect();
         let live: BTreeSet<String> = m
             .live
             .iter()
@@ -295,4 +297,166 @@ fn del_until_ok(fx: &Fixture, p: &Pod, conf: &Value, seed: u64) {
         }
     }
     panic!("seed {seed}: DEL {} never succeeded", p.container);
+}
+
+/// Pods that share the racing addresses: three per node for each address.
+fn racing_pods() -> Vec<Pod> {
+    let addrs = [
+        ip("198.18.1.210"),
+        ip("198.18.1.211"),
+        ip("2001:db8:100:1::f2"),
+    ];
+    let mut pods = Vec::new();
+    for (a, addr) in addrs.iter().enumerate() {
+        for node in 0..2 {
+            for k in 0..3 {
+                pods.push(Pod {
+                    node,
+                    container: format!("race-{a}-{node}-{k}"),
+                    addr: *addr,
+                });
+            }
+        }
+    }
+    pods
+}
+
+#[test]
+fn operations_racing_on_one_address_leave_no_leak_and_keep_a_lone_owner() {
+    const ROUNDS: usize = 24;
+    let seed = seed();
+    eprintln!("racing invariant: seed = {seed} (replay with AEI_SEED={seed})");
+    let fx = Fixture::new();
+    let mut faults = Faults {
+        seed: Some(seed),
+        ..Faults::default()
+    };
+    faults.latency_ms.insert("*".into(), 10);
+    faults.throttle.insert(
+        "*".into(),
+        Throttle {
+            capacity: 6,
+            refill_per_second: 20.0,
+        },
+    );
+    fx.sim.set_faults(faults);
+    let pods = racing_pods();
+    let conf = |p: &Pod| -> Value {
+        fx.conf(
+            "1.0.0",
+            NODES[p.node],
+            ENIS[p.node],
+            Some(prev_result("1.0.0", &[&prefix(p.addr)])),
+        )
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut live: BTreeSet<usize> = BTreeSet::new();
+    // The ENI each address was on at the end of the last round.
+    let mut owner: BTreeMap<IpAddr, Option<usize>> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        let addr = pods[rng.random_range(0..pods.len())].addr;
+        let mut chosen: Vec<(usize, &'static str)> = Vec::new();
+        for i in (0..pods.len()).filter(|i| pods[*i].addr == addr) {
+            if !rng.random_bool(0.7) {
+                continue;
+            }
+            let op = match (live.contains(&i), rng.random_range(0..100u32)) {
+                (false, 0..85) => "ADD",
+                (false, _) => "DEL",
+                (true, 0..50) => "DEL",
+                (true, 50..75) => "CHECK",
+                (true, _) => "ADD",
+            };
+            chosen.push((i, op));
+        }
+        let results: Vec<(usize, &str, i32, u64)> = std::thread::scope(|s| {
+            let handles: Vec<_> = chosen
+                .iter()
+                .map(|&(i, op)| {
+                    let (p, c) = (&pods[i], conf(&pods[i]));
+                    let fx = &fx;
+                    s.spawn(move || {
+                        let r = fx.run(op, &p.container, "net1", &c);
+                        let code = if r.code == 0 { 0 } else { r.err_code() };
+                        if r.code != 0 && op != "CHECK" {
+                            // As a runtime does: a failed ADD or DEL is torn down until DEL succeeds.
+                            del_until_ok(fx, p, &c, seed);
+                        }
+                        (i, op, r.code, code)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut added_by = [false, false];
+        for (i, op, code, cni) in &results {
+            match (*op, *code) {
+                ("ADD", 0) => {
+                    live.insert(*i);
+                    added_by[pods[*i].node] = true;
+                }
+                ("ADD" | "DEL", _) => {
+                    live.remove(i);
+                }
+                ("CHECK", 0) => {}
+                ("CHECK", _) => assert!(
+                    [109, 11].contains(cni),
+                    "seed {seed} round {round}: CHECK {} ended with code {cni}",
+                    pods[*i].container
+                ),
+                _ => unreachable!(),
+            }
+        }
+        let holders = |node: usize| {
+            live.iter()
+                .any(|j| pods[*j].addr == addr && pods[*j].node == node)
+        };
+        let on_node: Vec<usize> = (0..2).filter(|n| on(&fx, *n, addr)).collect();
+        let what = format!("seed {seed} round {round} ({addr}): {results:?}");
+        assert!(on_node.len() <= 1, "{what}: on both ENIs");
+        for n in &on_node {
+            assert!(
+                holders(*n),
+                "{what}: leaked on {} with no live holder there",
+                ENIS[*n]
+            );
+        }
+        for n in 0..2 {
+            let only_here = !added_by[1 - n] && (added_by[n] || owner.get(&addr) == Some(&Some(n)));
+            if only_here && holders(n) {
+                assert_eq!(
+                    on_node,
+                    vec![n],
+                    "{what}: {} lost it while its pods live",
+                    ENIS[n]
+                );
+            }
+        }
+        owner.insert(addr, on_node.first().copied());
+        for (n, node) in NODES.iter().enumerate() {
+            let recorded: BTreeSet<String> = fx
+                .records(node)
+                .into_iter()
+                .map(|r| r.container_id)
+                .collect();
+            let expected: BTreeSet<String> = live
+                .iter()
+                .filter(|j| pods[**j].node == n)
+                .map(|j| pods[*j].container.clone())
+                .collect();
+            assert_eq!(recorded, expected, "{what}: store of node {n}");
+        }
+    }
+    for i in live {
+        del_until_ok(&fx, &pods[i], &conf(&pods[i]), seed);
+    }
+    assert!(
+        fx.addresses(ENI1).is_empty() && fx.addresses(ENI2).is_empty(),
+        "seed {seed}: leak after final DELs"
+    );
+    eprintln!(
+        "racing invariant: {ROUNDS} rounds, {} throttled responses, calls {:?}",
+        fx.sim.calls().throttled,
+        fx.sim.calls().ec2
+    );
 }

@@ -16,15 +16,7 @@ fn conf(fx: &Fixture, prev: bool) -> Value {
 }
 
 fn records(fx: &Fixture) -> usize {
-    std::fs::read_dir(format!("{}/attachments/ipvlan-multus", fx.state_dir(NODE1)))
-        .map(|d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
-            })
-            .count()
-        })
-        .unwrap_or(0)
+    fx.records(NODE1).len()
 }
 
 fn killed_at(fx: &Fixture, command: &str, point: &str) {

@@ -19,9 +19,7 @@ fn all(v: f64) -> BTreeMap<String, f64> {
 }
 
 fn records(fx: &Fixture) -> usize {
-    std::fs::read_dir(format!("{}/attachments/ipvlan-multus", fx.state_dir(NODE1)))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    fx.records(NODE1).len()
 }
 
 #[test]

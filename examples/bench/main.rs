@@ -178,8 +178,9 @@ fn pod_conf(ctx: &Ctx, node: &Node, master: &str, dir: &Path, pod: Ipv4Addr, pre
     })
 }
 
-/// The plugin as a runtime runs it: clean environment, CNI_* variables, config on stdin.
-fn plugin_cmd(plugin: &Path, command: &str, container: &str) -> Command {
+/// The plugin as a runtime runs it: clean environment, CNI_* variables, config on stdin. Each
+/// bench node's state dir is also its node dir, as the default stateDir is on a real node.
+fn plugin_cmd(plugin: &Path, command: &str, container: &str, stdin: &[u8]) -> Command {
     let mut c = Command::new(plugin);
     c.env_clear()
         .env("PATH", PATH_ENV)
@@ -192,6 +193,12 @@ fn plugin_cmd(plugin: &Path, command: &str, container: &str) -> Command {
             "CNI_ARGS",
             format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={container}"),
         );
+    if let Some(dir) = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v["stateDir"].as_str().map(str::to_string))
+    {
+        c.env(aws_eni_ip::store::NODE_DIR_ENV, dir);
+    }
     c
 }
 

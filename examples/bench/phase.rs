@@ -54,7 +54,7 @@ pub(crate) fn phase(
                         if attempt > 0 {
                             std::thread::sleep(Duration::from_secs(1));
                         }
-                        let mut cmd = plugin_cmd(&ctx.plugin, command, &job.container);
+                        let mut cmd = plugin_cmd(&ctx.plugin, command, &job.container, &job.stdin);
                         let r = child::run(&mut cmd, &job.stdin, Some(&live));
                         let mut res = results.lock().unwrap();
                         if attempt > 0 {

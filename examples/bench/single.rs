@@ -140,7 +140,7 @@ pub(crate) fn single(ctx: &Ctx, python: Option<&Python>) -> Result<Single, Strin
                 ctx,
                 &mut out,
                 rec(Kind::FirstAdd),
-                &mut plugin_cmd(&ctx.plugin, "ADD", &c),
+                &mut plugin_cmd(&ctx.plugin, "ADD", &c, conf.as_bytes()),
                 conf.as_bytes(),
                 |s| holds(s, &eni.id, ips[0]),
             );
@@ -148,7 +148,7 @@ pub(crate) fn single(ctx: &Ctx, python: Option<&Python>) -> Result<Single, Strin
                 ctx,
                 &mut out,
                 None,
-                &mut plugin_cmd(&ctx.plugin, "DEL", &c),
+                &mut plugin_cmd(&ctx.plugin, "DEL", &c, conf.as_bytes()),
                 conf.as_bytes(),
                 |s| !holds(s, &eni.id, ips[0]),
             );
@@ -161,7 +161,7 @@ pub(crate) fn single(ctx: &Ctx, python: Option<&Python>) -> Result<Single, Strin
                 ctx,
                 &mut out,
                 rec(Kind::Add),
-                &mut plugin_cmd(&ctx.plugin, "ADD", &c),
+                &mut plugin_cmd(&ctx.plugin, "ADD", &c, conf.as_bytes()),
                 conf.as_bytes(),
                 |s| holds(s, &eni.id, ips[1]),
             );
@@ -169,7 +169,7 @@ pub(crate) fn single(ctx: &Ctx, python: Option<&Python>) -> Result<Single, Strin
                 ctx,
                 &mut out,
                 rec(Kind::Del),
-                &mut plugin_cmd(&ctx.plugin, "DEL", &c),
+                &mut plugin_cmd(&ctx.plugin, "DEL", &c, conf.as_bytes()),
                 conf.as_bytes(),
                 |s| !holds(s, &eni.id, ips[1]),
             );

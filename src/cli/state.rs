@@ -1,8 +1,8 @@
 //! `aws-eni-ip state`: what this node's store says it assigned, for operators chasing a leak or a
-//! pod without connectivity. Read-only; takes no locks.
+//! pod without connectivity. Read-only: creates nothing, changes no mode, moves no file, takes no lock.
 
 use crate::config::DEFAULT_STATE_DIR;
-use crate::store::{Phase, Store};
+use crate::store::{NodeDir, Phase, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,7 +41,7 @@ pub fn run(args: &[String]) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let records = match Store::open(&dir).and_then(|s| s.all()) {
+    let records = match Store::open_existing(&dir, NodeDir::from_env()).and_then(|s| s.all()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("aws-eni-ip state: {e}");

@@ -26,6 +26,23 @@ pub struct EniFacts {
     /// EC2 cannot unassign it, so a pod given it could never be deleted cleanly.
     #[serde(default)]
     pub primary_ipv4: Option<Ipv4Addr>,
+    /// The instance it is attached to (IMDS `instance-id`).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+}
+
+impl EniFacts {
+    /// Written by a version that did not read every fact the safety rules need: read IMDS again.
+    pub fn is_complete(&self) -> bool {
+        self.primary_ipv4.is_some() && self.instance_id.is_some()
+    }
+}
+
+/// What IMDS says of a MAC now: the ENI behind it while it is attached to this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedEni {
+    pub eni_id: String,
+    pub primary_ipv4: Option<Ipv4Addr>,
 }
 
 /// An ENI as EC2 sees it now.
@@ -36,6 +53,9 @@ pub struct EniView {
     pub ipv4: Vec<Ipv4Addr>,
     pub ipv6: Vec<Ipv6Addr>,
     pub tags: BTreeMap<String, String>,
+    /// The instance it is attached to, if any.
+    pub instance_id: Option<String>,
+    pub description: String,
 }
 
 /// The tag that tells the VPC CNI to leave an ENI alone.
@@ -59,8 +79,11 @@ impl EniView {
 pub trait Metadata {
     async fn region(&self) -> Result<String, CloudError>;
     async fn eni_facts(&self, mac: &str) -> Result<EniFacts, CloudError>;
-    /// A cheap call that proves IMDS answers (STATUS).
-    async fn ping(&self) -> Result<(), CloudError>;
+    /// The ENI behind `mac` if it is attached to this instance now; `None` when IMDS no longer
+    /// lists the MAC (detached, or moved to another instance).
+    async fn attached_eni(&self, mac: &str) -> Result<Option<AttachedEni>, CloudError>;
+    /// This instance's id; also the cheap call that proves IMDS answers (STATUS).
+    async fn instance_id(&self) -> Result<String, CloudError>;
 }
 
 /// The EC2 calls the plugin makes; every call is retried inside the command's deadline.
@@ -76,8 +99,10 @@ pub trait Ec2 {
     async fn assign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
     async fn unassign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
     async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError>;
-    /// The ENI that holds an IPv6 address now, if any (IPv6 cannot be reassigned in one call).
-    async fn ipv6_holder(&self, addr: Ipv6Addr) -> Result<Option<String>, CloudError>;
+    /// Every ENI that holds one of `addrs` now (DescribeNetworkInterfaces by address filter).
+    async fn holders(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<EniView>, CloudError>;
+    /// The ENI with this MAC, as EC2 sees it (IMDS may lag behind a fresh attachment).
+    async fn eni_by_mac(&self, mac: &str) -> Result<Option<EniView>, CloudError>;
 }
 
 /// Where the region read from IMDS is kept between processes; the cloud layer is handed one.

@@ -1,14 +1,19 @@
 //! ADD, in DESIGN.md's order: prevResult's addresses → master → ENI (IMDS, cached) → safety →
-//! write-ahead record → one Assign call per family → record → prevResult out.
+//! write-ahead record → assign (one call per family in the common case) → record → prevResult out.
 
-use super::assign::assign_addresses;
+use super::assign::{assign_addresses, Assignment};
 use super::eni::{checked_eni, ec2_for, find_master};
-use super::{now_unix, Ctx, Summary};
+use super::release::release_locked;
+use super::{Ctx, Summary};
 use crate::cloud::Aws;
 use crate::cni::{CniError, ErrorCode};
 use crate::node::Host;
-use crate::store::{Attachment, Phase};
+use crate::store::{now_unix, Attachment, Locks, Phase};
 use serde_json::Value;
+use std::net::IpAddr;
+
+/// More addresses than this on one pod interface is not a pod network: refuse before any call.
+pub const MAX_POD_ADDRESSES: usize = 64;
 
 pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary), CniError> {
     let (env, config, store) = (ctx.env, ctx.config, ctx.store);
@@ -29,13 +34,28 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
             Summary::note(format!("prevResult has no address on {}", env.ifname)),
         ));
     }
+    if addrs.len() > MAX_POD_ADDRESSES {
+        return Err(CniError::invalid_config(format!(
+            "prevResult carries {} addresses on {}; aws-eni-ip assigns at most {MAX_POD_ADDRESSES} per pod interface",
+            addrs.len(),
+            env.ifname
+        ))
+        .with_details("check the IPAM configuration of this network"));
+    }
 
     let master = find_master(ctx.host, config, env.netns.as_deref(), &env.ifname)?;
-    let eni = checked_eni(store, ctx.aws, &master, config, &addrs).await?;
+    let eni = checked_eni(store, ctx.aws, &master, config, &addrs, ctx.deadline).await?;
     let eni_id = eni.facts.eni_id.clone();
 
-    let _locks = store.lock_addresses(&addrs)?;
-    let previous = store.get(&ctx.key())?;
+    let (_locks, previous) = lock_with_previous(ctx, &addrs)?;
+    // A repeated ADD on another ENI: what the earlier one assigned there would leak otherwise.
+    let previous = match previous {
+        Some(old) if old.eni_id != eni_id => {
+            release_locked(store, ctx.aws, &old).await?;
+            None
+        }
+        p => p,
+    };
     let mut record = Attachment {
         network: ctx.conf.name.clone(),
         container_id: env.container_id.clone(),
@@ -47,23 +67,32 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
         created_unix: now_unix(),
         netns: env.netns.clone(),
         pod: env.pod(),
+        instance_id: eni.facts.instance_id.clone(),
+        adopted: Vec::new(),
     };
-    // A repeated ADD keeps what the earlier one recorded on the same ENI, so DEL releases it all.
-    if let Some(old) = previous.as_ref().filter(|o| o.eni_id == eni_id) {
+    // A repeated ADD keeps what the earlier one recorded, so DEL releases it all.
+    if let Some(old) = &previous {
         for a in &old.addresses {
             if !record.addresses.contains(a) {
                 record.addresses.push(*a);
             }
         }
+        record.adopted = old.adopted.clone();
     }
     crate::crash::point("add:before-record");
     store.put(&record)?;
     crate::crash::point("add:before-ec2");
 
     let ec2 = ec2_for(ctx.aws, &eni_id).await?;
-    let moved = match assign_addresses(store, ec2, &record, &addrs, config.allow_reassignment).await
-    {
-        Ok(moved) => moved,
+    let assignment = Assignment {
+        store,
+        config,
+        record: &record,
+        previous: previous.as_ref(),
+        deadline: ctx.deadline,
+    };
+    let assigned = match assign_addresses(&assignment, ec2, &addrs).await {
+        Ok(a) => a,
         // The kept record lets DEL finish the job.
         Err(f) if f.keep_record => return Err(f.error),
         Err(f) => {
@@ -76,17 +105,53 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
     };
     crate::crash::point("add:after-ec2");
     record.phase = Phase::Assigned;
-    store.update(&record)?;
+    if assigned.adopted.is_empty() {
+        store.update(&record)?;
+    } else {
+        // DEL must never release an adopted address: that fact may not be lost in a crash.
+        record.adopted.extend(&assigned.adopted);
+        store.put(&record)?;
+    }
     crate::crash::point("add:after-record");
+    let mut note = String::from("assigned");
+    if !assigned.moved.is_empty() {
+        note.push_str(&format!("; moved {}", assigned.moved.join(", ")));
+    }
+    if !assigned.adopted.is_empty() {
+        note.push_str(&format!(
+            "; adopted {} (already on the ENI: never released)",
+            super::list(&assigned.adopted)
+        ));
+    }
     Ok((
         output,
         Summary {
             eni: Some(eni_id),
             addresses: addrs,
-            note: match moved.is_empty() {
-                true => "assigned".into(),
-                false => format!("assigned; moved {}", moved.join(", ")),
-            },
+            note,
         },
     ))
+}
+
+/// Locks `addrs` and whatever the attachment's earlier record holds, then reads that record.
+fn lock_with_previous<A, H>(
+    ctx: &Ctx<'_, A, H>,
+    addrs: &[IpAddr],
+) -> Result<(Locks, Option<Attachment>), CniError> {
+    let key = ctx.key();
+    let mut want = addrs.to_vec();
+    loop {
+        let locks = ctx.store.lock_addresses(&want, ctx.deadline)?;
+        let previous = ctx.store.get(&key)?;
+        let missing: Vec<IpAddr> = previous
+            .iter()
+            .flat_map(|p| p.addresses.iter().copied())
+            .filter(|a| !want.contains(a))
+            .collect();
+        if missing.is_empty() {
+            return Ok((locks, previous));
+        }
+        drop(locks);
+        want.extend(missing);
+    }
 }

@@ -1,14 +1,43 @@
-//! Putting addresses on an ENI: one call per family, an in-use answer checked against the ENI, an
-//! IPv6 address moved from its holder, and nothing half-done left when the second family fails.
+//! Putting addresses on an ENI. The common case is one call per family, without reassignment.
+//! When EC2 refuses, the plugin decides from a describe of who holds each address, never from the
+//! error's text: already on this ENI (a repeated ADD, or adopted), held by an ENI that may lose it
+//! (tagged no_manage, guarded reassignment), held by one that may not (refused), or free again.
 
 use super::errors::from_cloud;
 use super::list;
 use super::release::unassign_held;
-use super::split_families;
-use crate::cloud::Ec2;
+use super::safety::{check_takeover, is_adopted};
+use crate::cloud::{CloudError, Ec2, EniView};
 use crate::cni::CniError;
+use crate::config::PluginConfig;
 use crate::store::{Attachment, Store};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Rounds of assign → describe → decide before an address that keeps changing hands is refused.
+const ROUNDS: u32 = 6;
+/// First wait for EC2's asynchronous remapping after a move; doubles each round.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// One assign, with what the safety rules need to know.
+pub struct Assignment<'a> {
+    pub store: &'a Store,
+    pub config: &'a PluginConfig,
+    /// The write-ahead record: its ENI is the target.
+    pub record: &'a Attachment,
+    /// The record of the same attachment before this ADD, if any: what it lists is ours.
+    pub previous: Option<&'a Attachment>,
+    pub deadline: Instant,
+}
+
+/// What an assign did beyond assigning.
+#[derive(Debug, Default)]
+pub struct Assigned {
+    /// "ADDRESS from ENI" for every address taken over from another ENI.
+    pub moved: Vec<String>,
+    /// Addresses already on the ENI that no record of this node put there.
+    pub adopted: Vec<IpAddr>,
+}
 
 /// Why an assign failed, and whether the write-ahead record must stay for DEL to finish the job.
 #[derive(Debug)]
@@ -26,36 +55,40 @@ impl AssignFailure {
     }
 }
 
-/// Assigns `addrs` to the record's ENI; returns a note on addresses moved from another ENI.
+/// Assigns `addrs` (IPv4 first, then IPv6) to the record's ENI; nothing half-done stays when the
+/// second family fails for good.
 pub async fn assign_addresses(
-    store: &Store,
+    a: &Assignment<'_>,
     ec2: &impl Ec2,
-    record: &Attachment,
     addrs: &[IpAddr],
-    allow_reassignment: bool,
-) -> Result<Vec<String>, AssignFailure> {
-    let eni = &record.eni_id;
-    let (v4, v6) = split_families(addrs);
+) -> Result<Assigned, AssignFailure> {
+    let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addrs.iter().partition(|a| a.is_ipv4());
+    let mut done = Assigned::default();
     if !v4.is_empty() {
-        assign_ipv4(ec2, eni, &v4, allow_reassignment)
+        done = assign_family(a, ec2, &v4)
             .await
             .map_err(AssignFailure::new)?;
     }
     if v6.is_empty() {
-        return Ok(Vec::new());
+        return Ok(done);
     }
-    match assign_ipv6(ec2, eni, &v6, allow_reassignment).await {
-        Ok(moved) => Ok(moved),
+    match assign_family(a, ec2, &v6).await {
+        Ok(more) => {
+            done.moved.extend(more.moved);
+            done.adopted.extend(more.adopted);
+            Ok(done)
+        }
         Err(e) if e.is_transient() => Err(AssignFailure::new(e)),
         Err(e) => {
-            // Nothing half-done may stay: take back this ADD's IPv4 before failing.
-            let ours: Vec<IpAddr> = store
-                .releasable(record)
+            // Take back the IPv4 this ADD assigned (not adopted, not shared) before failing.
+            let ours: Vec<IpAddr> = a
+                .store
+                .releasable(a.record)
                 .map_err(|s| AssignFailure::new(s.into()))?
                 .into_iter()
-                .filter(|a| a.is_ipv4() && addrs.contains(a))
+                .filter(|x| v4.contains(x) && !done.adopted.contains(x))
                 .collect();
-            if let Err(rollback) = unassign_held(ec2, eni, &ours).await {
+            if let Err(rollback) = unassign_held(ec2, &a.record.eni_id, &ours).await {
                 tracing::warn!(error = %rollback, "could not take back IPv4 after the IPv6 failure");
                 return Err(AssignFailure {
                     error: rollback,
@@ -67,91 +100,156 @@ pub async fn assign_addresses(
     }
 }
 
-async fn assign_ipv4(
-    ec2: &impl Ec2,
-    eni: &str,
-    v4: &[Ipv4Addr],
-    allow: bool,
-) -> Result<(), CniError> {
-    let subject = |a: &[Ipv4Addr]| format!("assign {} to {eni}", list(a));
-    let err = match ec2.assign_ipv4(eni, v4, allow).await {
-        Ok(()) => return Ok(()),
-        Err(e) if e.is_in_use() => e,
-        Err(e) => return Err(from_cloud(&e, &subject(v4))),
-    };
-    // In use: a repeated ADD finds its own addresses there; anything else is another ENI's.
-    let view = ec2
-        .describe_eni(eni)
-        .await
-        .map_err(|e| from_cloud(&e, &format!("read the addresses of {eni}")))?;
-    let rest: Vec<Ipv4Addr> = v4
-        .iter()
-        .copied()
-        .filter(|a| !view.ipv4.contains(a))
-        .collect();
-    if rest.is_empty() {
-        return Ok(());
-    }
-    if rest.len() == v4.len() {
-        return Err(from_cloud(&err, &subject(&rest)));
-    }
-    ec2.assign_ipv4(eni, &rest, allow)
-        .await
-        .map_err(|e| from_cloud(&e, &subject(&rest)))
+/// Answers that a describe cannot change: slow down, not allowed, no room, no such ENI.
+fn settles_nothing(e: &CloudError) -> bool {
+    matches!(
+        e,
+        CloudError::Transient { .. } | CloudError::Metadata { .. }
+    ) || matches!(
+        e.api_code(),
+        Some(
+            "UnauthorizedOperation"
+                | "AuthFailure"
+                | "PrivateIpAddressLimitExceeded"
+                | "AddressLimitExceeded"
+                | "InvalidNetworkInterfaceID.NotFound"
+                | "InvalidNetworkInterfaceID.Malformed"
+        )
+    )
 }
 
-/// IPv6 has no AllowReassignment: a held address is unassigned from its holder first.
-async fn assign_ipv6(
+/// One family: assign, and on a refusal look at the holders and decide, for a few rounds.
+async fn assign_family(
+    a: &Assignment<'_>,
     ec2: &impl Ec2,
-    eni: &str,
-    v6: &[Ipv6Addr],
-    allow: bool,
-) -> Result<Vec<String>, CniError> {
-    let subject = |a: &[Ipv6Addr]| format!("assign {} to {eni}", list(a));
-    let err = match ec2.assign_ipv6(eni, v6).await {
-        Ok(()) => return Ok(Vec::new()),
-        Err(e) if e.is_in_use() => e,
-        Err(e) => return Err(from_cloud(&e, &subject(v6))),
-    };
-    let view = ec2
-        .describe_eni(eni)
-        .await
-        .map_err(|e| from_cloud(&e, &format!("read the addresses of {eni}")))?;
-    let rest: Vec<Ipv6Addr> = v6
-        .iter()
-        .copied()
-        .filter(|a| !view.ipv6.contains(a))
-        .collect();
-    if rest.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut moved = Vec::new();
-    for addr in &rest {
-        let holder = ec2
-            .ipv6_holder(*addr)
-            .await
-            .map_err(|e| from_cloud(&e, &format!("find the ENI that holds {addr}")))?;
-        let Some(holder) = holder.filter(|h| h != eni) else {
-            continue;
+    addrs: &[IpAddr],
+) -> Result<Assigned, CniError> {
+    let eni = a.record.eni_id.as_str();
+    let mut out = Assigned::default();
+    let mut pending = addrs.to_vec();
+    let mut taking: Vec<(IpAddr, String)> = Vec::new();
+    let mut node_records: Option<Vec<Attachment>> = None;
+    for round in 0..ROUNDS {
+        let subject = format!("assign {} to {eni}", list(&pending));
+        let refusal = match send(ec2, eni, &pending, !taking.is_empty()).await {
+            Ok(()) => {
+                out.moved.extend(
+                    taking
+                        .iter()
+                        .map(|(addr, from)| format!("{addr} from {from}")),
+                );
+                return Ok(out);
+            }
+            Err(e) if settles_nothing(&e) => return Err(from_cloud(&e, &subject)),
+            Err(e) => e,
         };
-        if !allow {
-            return Err(from_cloud(&err, &subject(&rest)).with_details(format!(
-                "{holder} holds {addr}; set \"allowReassignment\": true to move it"
-            )));
-        }
-        match ec2.unassign_ipv6(&holder, &[*addr]).await {
-            Ok(()) => moved.push(format!("{addr} from {holder}")),
-            Err(e) if e.is_not_assigned() => {}
-            Err(e) => {
-                return Err(from_cloud(
-                    &e,
-                    &format!("unassign {addr} from {holder} to move it to {eni}"),
-                ))
+        let holders = ec2
+            .holders(&pending)
+            .await
+            .map_err(|e| from_cloud(&e, &format!("find the ENIs that hold {}", list(&pending))))?;
+        let mut next = Vec::new();
+        let mut moving = false;
+        let pending_len = pending.len();
+        for addr in pending {
+            match holder_of(&holders, addr) {
+                Some(h) if h.eni_id == eni => {
+                    let records = match &node_records {
+                        Some(r) => r,
+                        None => node_records.insert(a.store.all_on_node()?),
+                    };
+                    if is_adopted(a.record, a.previous, records, addr) {
+                        out.adopted.push(addr);
+                    }
+                }
+                Some(h) => {
+                    let records = match &node_records {
+                        Some(r) => r,
+                        None => node_records.insert(a.store.all_on_node()?),
+                    };
+                    check_takeover(a.config, records, h, addr, eni)?;
+                    if addr.is_ipv6() {
+                        release_from(ec2, &h.eni_id, addr, eni).await?;
+                    }
+                    if !taking.iter().any(|(x, _)| *x == addr) {
+                        taking.push((addr, h.eni_id.clone()));
+                    }
+                    moving = true;
+                    next.push(addr);
+                }
+                None => next.push(addr),
             }
         }
+        if next.is_empty() {
+            out.moved.extend(
+                taking
+                    .iter()
+                    .map(|(addr, from)| format!("{addr} from {from}")),
+            );
+            return Ok(out);
+        }
+        let progressed = moving || next.len() < pending_len;
+        // Nobody holds them and nothing moved: the refusal was about the request itself.
+        if !progressed && taking.is_empty() {
+            return Err(from_cloud(&refusal, &subject));
+        }
+        // EC2 remaps a moved address asynchronously: let it settle before asking again.
+        if !progressed || (moving && next.iter().any(IpAddr::is_ipv6)) {
+            let wait = SETTLE * 2u32.pow(round.min(4));
+            if Instant::now() + wait >= a.deadline {
+                return Err(from_cloud(&refusal, &subject));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        pending = next;
     }
-    ec2.assign_ipv6(eni, &rest)
-        .await
-        .map_err(|e| from_cloud(&e, &subject(&rest)))?;
-    Ok(moved)
+    Err(from_cloud(
+        &CloudError::Api {
+            action: "AssignPrivateIpAddresses",
+            code: "InvalidIPAddress.InUse".into(),
+            message: format!(
+                "{} kept changing hands over {ROUNDS} rounds of assign and describe",
+                list(addrs)
+            ),
+        },
+        &format!("assign {} to {eni}", list(addrs)),
+    ))
+}
+
+fn holder_of(holders: &[EniView], addr: IpAddr) -> Option<&EniView> {
+    holders.iter().find(|h| h.holds(addr))
+}
+
+/// IPv4 moves with AllowReassignment, and only once the rules allowed it; IPv6 has no such flag.
+async fn send(
+    ec2: &impl Ec2,
+    eni: &str,
+    addrs: &[IpAddr],
+    reassign: bool,
+) -> Result<(), CloudError> {
+    let (v4, v6) = super::split_families(addrs);
+    if !v4.is_empty() {
+        ec2.assign_ipv4(eni, &v4, reassign).await
+    } else {
+        ec2.assign_ipv6(eni, &v6).await
+    }
+}
+
+/// IPv6 cannot be reassigned in one call: unassign it from the holder the rules let us take it from.
+async fn release_from(
+    ec2: &impl Ec2,
+    holder: &str,
+    addr: IpAddr,
+    eni: &str,
+) -> Result<(), CniError> {
+    let IpAddr::V6(v6) = addr else {
+        return Ok(());
+    };
+    match ec2.unassign_ipv6(holder, &[v6]).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_assigned() => Ok(()),
+        Err(e) => Err(from_cloud(
+            &e,
+            &format!("unassign {addr} from {holder} to move it to {eni}"),
+        )),
+    }
 }

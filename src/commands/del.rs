@@ -11,15 +11,19 @@ pub async fn del<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniErr
     let Some(record) = ctx.store.get(&ctx.key())? else {
         return Ok(Summary::note("no record: nothing this node assigned"));
     };
-    let released = release(ctx.store, ctx.aws, &record).await?;
-    let kept = record.addresses.len() - released.len();
+    let released = release(ctx.store, ctx.aws, &record, ctx.deadline).await?;
+    let kept = record.addresses.len() - released.addresses.len();
     Ok(Summary {
         eni: Some(record.eni_id.clone()),
-        addresses: released,
-        note: if kept == 0 {
+        addresses: released.addresses,
+        note: if released.eni_detached {
+            "ENI no longer attached to this instance: record dropped, EC2 untouched".into()
+        } else if kept == 0 {
             "released".into()
         } else {
-            format!("released; {kept} kept (held by another record or no longer on the ENI)")
+            format!(
+                "released; {kept} kept (adopted, held by another record, or no longer on the ENI)"
+            )
         },
     })
 }

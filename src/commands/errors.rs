@@ -65,15 +65,21 @@ pub fn from_cloud(err: &CloudError, subject: &str) -> CniError {
 
 impl From<StoreError> for CniError {
     fn from(e: StoreError) -> CniError {
-        let details = match &e {
-            StoreError::Corrupt { .. } => {
-                "inspect it; removing it makes the plugin forget that attachment"
-            }
-            StoreError::Io { .. } => {
-                "the plugin runs as root; check free space and permissions of the state dir, or set \"stateDir\""
-            }
+        let (code, details) = match &e {
+            StoreError::Corrupt { .. } => (
+                ErrorCode::Io,
+                "inspect it; removing it makes the plugin forget that attachment",
+            ),
+            StoreError::Io { .. } => (
+                ErrorCode::Io,
+                "the plugin runs as root; check free space and permissions of the state dir, or set \"stateDir\"",
+            ),
+            StoreError::LockTimeout { .. } => (
+                ErrorCode::TryAgainLater,
+                "another plugin process on this node holds it (a slow EC2 call for the same address); the runtime's retry completes the operation",
+            ),
         };
-        CniError::io(e.to_string()).with_details(details)
+        CniError::new(code, e.to_string()).with_details(details)
     }
 }
 

@@ -28,8 +28,8 @@ pub async fn gc<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniErro
     let mut summary = Summary::default();
     let mut last_error = None;
     for record in &stale {
-        match release(ctx.store, ctx.aws, record).await {
-            Ok(released) => summary.addresses.extend(released),
+        match release(ctx.store, ctx.aws, record, ctx.deadline).await {
+            Ok(released) => summary.addresses.extend(released.addresses),
             Err(e) => {
                 tracing::warn!(container = %record.container_id, ifname = %record.ifname, error = %e, "GC could not release");
                 last_error = Some(e);

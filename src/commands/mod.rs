@@ -28,6 +28,8 @@ pub struct Ctx<'a, A, H> {
     pub store: &'a Store,
     pub aws: &'a A,
     pub host: &'a H,
+    /// When the command must be done (timeoutMs from its start): lock waits end here too.
+    pub deadline: std::time::Instant,
 }
 
 impl<A, H> Ctx<'_, A, H> {
@@ -55,13 +57,6 @@ impl Summary {
             ..Summary::default()
         }
     }
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 pub fn split_families(addrs: &[IpAddr]) -> (Vec<std::net::Ipv4Addr>, Vec<std::net::Ipv6Addr>) {

@@ -1,24 +1,75 @@
-//! Giving addresses back: shared by DEL, GC and ADD's rollback. Only the recorded ENI is touched,
-//! and an address that has already left it (taken over by another node) is left alone.
+//! Giving addresses back: shared by DEL, GC, the agent and a repeated ADD that moved ENI. Only the
+//! recorded ENI is touched, only while it is still attached to this instance, never its primary
+//! IP, never an adopted address, never one another record on the node still holds; an address
+//! that has already left the ENI (taken over by another node) is left alone.
 
 use super::eni::ec2_for;
 use super::errors::from_cloud;
 use super::{list, split_families};
-use crate::cloud::{Aws, CloudError, Ec2};
+use crate::cloud::{Aws, CloudError, Ec2, Metadata};
 use crate::cni::CniError;
 use crate::store::{Attachment, Store};
 use std::net::IpAddr;
+use std::time::Instant;
 
-/// Releases a record's addresses that no other record holds, then forgets the record.
+/// What a release did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub addresses: Vec<IpAddr>,
+    /// The ENI is no longer attached to this instance: the record was dropped, EC2 untouched.
+    pub eni_detached: bool,
+}
+
+/// Releases what the record may release, then forgets the record.
 pub async fn release(
     store: &Store,
     aws: &impl Aws,
     record: &Attachment,
-) -> Result<Vec<IpAddr>, CniError> {
-    let _locks = store.lock_addresses(&record.addresses)?;
-    let releasable = store.releasable(record)?;
+    deadline: Instant,
+) -> Result<Released, CniError> {
+    let _locks = store.lock_addresses(&record.addresses, deadline)?;
+    release_locked(store, aws, record).await
+}
+
+/// [`release`] for a caller that already holds the locks of the record's addresses.
+pub async fn release_locked(
+    store: &Store,
+    aws: &impl Aws,
+    record: &Attachment,
+) -> Result<Released, CniError> {
+    let attached = aws
+        .metadata()
+        .attached_eni(&record.mac)
+        .await
+        .map_err(|e| {
+            from_cloud(
+                &e,
+                &format!(
+                    "check that {} (MAC {}) is still attached to this instance",
+                    record.eni_id, record.mac
+                ),
+            )
+        })?;
+    let primary = match attached {
+        Some(a) if a.eni_id == record.eni_id => a.primary_ipv4.map(IpAddr::V4),
+        _ => {
+            tracing::warn!(eni = %record.eni_id, mac = %record.mac, container = %record.container_id,
+                addresses = %list(&record.addresses),
+                "the ENI is no longer attached to this instance: record dropped, EC2 untouched");
+            store.remove(&record.key())?;
+            return Ok(Released {
+                eni_detached: true,
+                ..Released::default()
+            });
+        }
+    };
+    let releasable: Vec<IpAddr> = store
+        .releasable(record)?
+        .into_iter()
+        .filter(|a| Some(*a) != primary)
+        .collect();
     crate::crash::point("release:before-ec2");
-    let released = if releasable.is_empty() {
+    let addresses = if releasable.is_empty() {
         Vec::new()
     } else {
         let ec2 = ec2_for(aws, &record.eni_id).await?;
@@ -27,7 +78,10 @@ pub async fn release(
     crate::crash::point("release:after-ec2");
     store.remove(&record.key())?;
     crate::crash::point("release:after-record");
-    Ok(released)
+    Ok(Released {
+        addresses,
+        eni_detached: false,
+    })
 }
 
 /// Unassigns what `eni` still holds of `addrs`; returns what it unassigned.

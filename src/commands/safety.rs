@@ -3,10 +3,10 @@
 use super::eni::ec2_for;
 use super::errors::from_cloud;
 use super::list;
-use crate::cloud::{Aws, Ec2, EniFacts};
+use crate::cloud::{Aws, Ec2, EniFacts, EniView, NO_MANAGE_TAG};
 use crate::cni::{CniError, ErrorCode};
 use crate::config::PluginConfig;
-use crate::store::{CachedEni, Store};
+use crate::store::{Attachment, CachedEni, Store};
 use std::net::IpAddr;
 
 /// Addresses outside every subnet CIDR of the ENI.
@@ -116,6 +116,82 @@ pub async fn check_unmanaged(
     Ok(())
 }
 
+/// Guarded reassignment: an address another ENI holds is taken only from an ENI that the VPC CNI
+/// leaves alone (tagged no_manage) or that this node records, never its primary IP, and only with
+/// `allowReassignment`.
+pub fn check_takeover(
+    config: &PluginConfig,
+    node_records: &[Attachment],
+    holder: &EniView,
+    addr: IpAddr,
+    eni: &str,
+) -> Result<(), CniError> {
+    let who = describe_holder(holder);
+    let refuse = |why: String, fix: &str| {
+        Err(CniError::new(
+            ErrorCode::AddressInUse,
+            format!("cannot assign {addr} to {eni}: it is held by {who}; {why}"),
+        )
+        .with_details(fix.to_string()))
+    };
+    if holder.primary_ipv4.map(IpAddr::V4) == Some(addr) {
+        return refuse(
+            "it is that ENI's primary IP, which never moves".into(),
+            "exclude it from the IPAM range",
+        );
+    }
+    if !config.allow_reassignment {
+        return refuse(
+            "\"allowReassignment\" is false".into(),
+            "set \"allowReassignment\": true to move floating addresses, or fix the IPAM range",
+        );
+    }
+    let ours = node_records.iter().any(|r| r.eni_id == holder.eni_id);
+    if !holder.unmanaged_by_vpc_cni() && !ours {
+        return refuse(
+            format!(
+                "that ENI lacks {NO_MANAGE_TAG}=true, so a VPC CNI pod may be using the address"
+            ),
+            "refusing to take it over: pick an address outside the VPC CNI's ENIs",
+        );
+    }
+    Ok(())
+}
+
+/// "eni-… (instance i-…, \"description\")" for messages.
+pub fn describe_holder(h: &EniView) -> String {
+    let mut parts = vec![h.eni_id.clone()];
+    match &h.instance_id {
+        Some(i) => parts.push(format!("instance {i}")),
+        None => parts.push("not attached".into()),
+    }
+    if !h.description.is_empty() {
+        parts.push(format!("{:?}", h.description));
+    }
+    format!("{} ({})", parts[0], parts[1..].join(", "))
+}
+
+/// An address found on the ENI before this attachment assigned it: adopted unless this attachment's
+/// earlier record lists it as its own, or another record on the node holds it as its own.
+pub fn is_adopted(
+    record: &Attachment,
+    previous: Option<&Attachment>,
+    node_records: &[Attachment],
+    addr: IpAddr,
+) -> bool {
+    if let Some(p) = previous.filter(|p| p.eni_id == record.eni_id) {
+        if p.addresses.contains(&addr) {
+            return p.adopted.contains(&addr);
+        }
+    }
+    let key = record.key();
+    let holders: Vec<&Attachment> = node_records
+        .iter()
+        .filter(|r| r.key() != key && r.eni_id == record.eni_id && r.addresses.contains(&addr))
+        .collect();
+    holders.is_empty() || holders.iter().any(|r| r.adopted.contains(&addr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +206,7 @@ mod tests {
             subnet_ipv4_cidrs: vec!["198.18.1.0/24".parse().unwrap()],
             subnet_ipv6_cidrs: vec!["2001:db8:100:1::/64".parse().unwrap()],
             primary_ipv4: Some("198.18.1.10".parse().unwrap()),
+            instance_id: Some("i-0a1b2c3d4e5f60001".into()),
         }
     }
 

@@ -10,7 +10,7 @@ pub async fn status(store: Result<Store, StoreError>, aws: &impl Aws) -> Result<
     store
         .probe_writable()
         .map_err(|e| not_ready(format!("state dir is not writable: {e}")))?;
-    aws.metadata().ping().await.map_err(|e| {
+    aws.metadata().instance_id().await.map(|_| ()).map_err(|e| {
         not_ready(format!("IMDS does not answer: {e}"))
             .with_details("ADD needs IMDSv2 to map the master's MAC to its ENI; check the instance metadata options")
     })

@@ -14,6 +14,9 @@ pub enum StoreError {
     },
     #[error("state file {} is corrupt: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// Another plugin process held the lock until the command's deadline.
+    #[error("timed out waiting for lock {}", path.display())]
+    LockTimeout { path: PathBuf },
 }
 
 impl StoreError {

@@ -7,13 +7,53 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Creates `dir` and any missing parents with mode 0700; a directory that already exists keeps its
+/// mode, since a path from a NetworkAttachmentDefinition may name a directory that is not ours.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| StoreError::io("create state dir", dir, e))
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(d) = cursor {
+        match std::fs::symlink_metadata(d) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(StoreError::io(
+                    "use as a directory",
+                    d,
+                    std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(d),
+            Err(e) => return Err(StoreError::io("inspect", d, e)),
+        }
+        cursor = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(d) {
+            // The umask may have narrowed the mode; only a directory we just made is set to 0700.
+            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StoreError::io("set the mode of", d, e))?,
+            // Another plugin process made it first; it is ours all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io("create state dir", d, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Moves a file that cannot be read as what it should be out of the way, so that it blocks nothing.
+pub(crate) fn quarantine(file: &Path, into: &Path) -> Result<PathBuf, StoreError> {
+    create_private_dir(into)?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "record".into());
+    let target = into.join(format!(
+        "{name}.{}.{}",
+        crate::store::now_unix(),
+        std::process::id()
+    ));
+    std::fs::rename(file, &target).map_err(|e| StoreError::io("quarantine", file, e))?;
+    Ok(target)
 }
 
 pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {

@@ -1,54 +1,80 @@
 //! State on disk, readable by other processes (a node agent, `aws-eni-ip state`):
 //!
 //! ```text
-//! <stateDir>/attachments/<network>/<containerId>:<ifname>.json   one record per attachment
-//! <stateDir>/locks/<address>.lock                                 flock per pod address
-//! <stateDir>/locks/eni-<mac>.lock                                 first lookup of an ENI
-//! <stateDir>/cache/eni-<mac>.json, region.json                    facts that never change for an ENI
+//! <stateDir>/attachments/<network>/<containerId>:<ifname>.json      one record per attachment
+//! <stateDir>/attachments/<network>/<containerId>:<ifname>.json.wal  its last durable version
+//! <stateDir>/quarantine/<network>/...                               records that could not be read
+//! <stateDir>/cache/eni-<mac>.json, region.json                      facts that never change for an ENI
+//! <node>/...                                                        node-wide: see node.rs
 //! ```
-//! No other module spells a path inside the state dir.
 //! Records are replaced atomically (temp file, rename; fsync where a node crash matters). Changes
-//! to an address's assignment happen under that address's lock, so a DEL's "does another record
-//! hold it?" and its unassign cannot interleave with an ADD of the same address.
+//! to an address's assignment happen under that address's node-wide lock, so a DEL's "does another
+//! record hold it?" and its unassign cannot interleave with an ADD of the same address, whatever
+//! state dir either uses. No other module spells a path inside the state dir.
 
 mod cache;
 mod error;
 mod fs;
 mod lock;
+mod node;
 mod record;
 
 pub use cache::{CachedEni, RegionFile};
 pub use error::StoreError;
 pub use lock::Locks;
+pub use node::{NodeDir, DEFAULT_NODE_DIR, NODE_DIR_ENV};
 pub use record::{Attachment, AttachmentKey, Phase};
 
 use fs::{read_json, write_json_atomic, Durability};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    node: NodeDir,
+    /// Opened read-only: an unreadable record is skipped, not moved aside.
+    read_only: bool,
 }
 
 impl Store {
-    /// Opens (creating, mode 0700) the state dir.
-    pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for dir in [
-            root.to_path_buf(),
-            root.join("attachments"),
-            root.join("locks"),
-            root.join("cache"),
-        ] {
+    /// Opens the state dir, creating (mode 0700) what is missing, and registers it node-wide.
+    pub fn open(root: &Path, node: NodeDir) -> Result<Store, StoreError> {
+        for dir in [root.join("attachments"), root.join("cache")] {
             fs::create_private_dir(&dir)?;
+        }
+        node.create()?;
+        node.register(root)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            node,
+            read_only: false,
+        })
+    }
+
+    /// Opens a state dir that exists, creating and changing nothing (operators' read-only view).
+    pub fn open_existing(root: &Path, node: NodeDir) -> Result<Store, StoreError> {
+        if !root.is_dir() {
+            return Err(StoreError::io(
+                "open state dir",
+                root,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
         Ok(Store {
             root: root.to_path_buf(),
+            node,
+            read_only: true,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub fn node(&self) -> &NodeDir {
+        &self.node
     }
 
     fn record_path(&self, key: &AttachmentKey) -> PathBuf {
@@ -64,70 +90,82 @@ impl Store {
             .join(format!("{}.json", mac_key(mac)))
     }
 
-    /// Takes the locks of `addresses` (sorted, so two commands never wait on each other in a cycle).
-    pub fn lock_addresses(&self, addresses: &[IpAddr]) -> Result<Locks, StoreError> {
+    /// Takes the node-wide locks of `addresses`, sorted so two commands never wait in a cycle.
+    pub fn lock_addresses(
+        &self,
+        addresses: &[IpAddr],
+        deadline: Instant,
+    ) -> Result<Locks, StoreError> {
         let mut sorted = addresses.to_vec();
         sorted.sort();
         sorted.dedup();
         let paths: Vec<PathBuf> = sorted
             .iter()
-            .map(|a| self.root.join("locks").join(format!("{a}.lock")))
+            .map(|a| self.node.locks().join(format!("{a}.lock")))
             .collect();
-        Locks::acquire(&paths)
+        Locks::acquire(&paths, deadline)
     }
 
     /// Serialises the first lookups of the ENI behind `mac`, so that one asks IMDS and EC2 and the
     /// others read its cache.
-    pub fn lock_eni_lookup(&self, mac: &str) -> Result<Locks, StoreError> {
-        Locks::acquire(&[self
-            .root
-            .join("locks")
-            .join(format!("{}.lock", mac_key(mac)))])
+    pub fn lock_eni_lookup(&self, mac: &str, deadline: Instant) -> Result<Locks, StoreError> {
+        let path = self.node.locks().join(format!("{}.lock", mac_key(mac)));
+        Locks::acquire(&[path], deadline)
     }
 
+    /// The record of `key`. One that cannot be read falls back to its last durable version, or is
+    /// quarantined (moved aside, logged) and reads as absent, so it blocks no DEL.
     pub fn get(&self, key: &AttachmentKey) -> Result<Option<Attachment>, StoreError> {
-        read_json(&self.record_path(key))
+        Ok(self.read_record(&self.record_path(key)))
     }
 
     /// Writes a record so that it survives a node crash: it is what lets DEL release an address.
+    /// Its `.wal` twin keeps this version when a later [`Store::update`] is torn by a power loss.
     pub fn put(&self, record: &Attachment) -> Result<(), StoreError> {
-        self.write(record, Durability::Durable)
+        let path = self.prepare(record)?;
+        write_json_atomic(&path, record, Durability::Durable)?;
+        let wal = wal_path(&path);
+        let staged = path.with_extension("json.wal-new");
+        let _ = std::fs::remove_file(&staged);
+        std::fs::hard_link(&path, &staged)
+            .and_then(|()| std::fs::rename(&staged, &wal))
+            .map_err(|e| StoreError::io("keep the write-ahead copy of", &path, e))
     }
 
-    /// Rewrites an existing record without fsync: losing this write after a node crash only leaves
-    /// the durable earlier version, which DEL and GC release the same way.
+    /// Rewrites an existing record without fsync: after a node crash the reader finds this
+    /// version, or the durable one [`Store::put`] kept.
     pub fn update(&self, record: &Attachment) -> Result<(), StoreError> {
-        self.write(record, Durability::ProcessCrashSafe)
+        let path = self.prepare(record)?;
+        write_json_atomic(&path, record, Durability::ProcessCrashSafe)
     }
 
-    fn write(&self, record: &Attachment, durability: Durability) -> Result<(), StoreError> {
+    fn prepare(&self, record: &Attachment) -> Result<PathBuf, StoreError> {
         let path = self.record_path(&record.key());
         if let Some(dir) = path.parent() {
             fs::create_private_dir(dir)?;
         }
-        write_json_atomic(&path, record, durability)
+        Ok(path)
     }
 
     pub fn remove(&self, key: &AttachmentKey) -> Result<(), StoreError> {
         let path = self.record_path(key);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io("remove", path, e)),
+        for p in [wal_path(&path), path] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", p, e)),
+            }
         }
+        Ok(())
     }
 
-    /// Every record on this node, of every network; unreadable files are reported, not skipped.
+    /// Every readable record in this state dir, of every network; unreadable ones are quarantined.
     pub fn all(&self) -> Result<Vec<Attachment>, StoreError> {
         let mut out = Vec::new();
-        let base = self.root.join("attachments");
-        for network in fs::list_dir(&base)? {
+        for network in fs::list_dir(&self.root.join("attachments"))? {
             for file in fs::list_dir(&network)? {
-                if file.extension().and_then(|e| e.to_str()) != Some("json") {
-                    continue;
-                }
-                if let Some(record) = read_json::<Attachment>(&file)? {
-                    out.push(record);
+                if file.extension().and_then(|e| e.to_str()) == Some("json") {
+                    out.extend(self.read_record(&file));
                 }
             }
         }
@@ -135,14 +173,37 @@ impl Store {
         Ok(out)
     }
 
-    /// Addresses of `record` that no other record on this node holds on the same ENI.
+    /// Every record on the node: this state dir's and every other registered one's.
+    pub fn all_on_node(&self) -> Result<Vec<Attachment>, StoreError> {
+        let mut out = self.all()?;
+        for dir in self.node.state_dirs() {
+            if dir == self.root {
+                continue;
+            }
+            // Another network's files are read, never moved: a bad one there is its DEL's to handle.
+            for network in fs::list_dir(&dir.join("attachments"))? {
+                for file in fs::list_dir(&network)? {
+                    if file.extension().and_then(|e| e.to_str()) == Some("json") {
+                        if let Ok(Some(r)) = read_json::<Attachment>(&file) {
+                            out.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Addresses of `record` that it may release: not adopted, and held by no other record on the
+    /// node for the same ENI.
     pub fn releasable(&self, record: &Attachment) -> Result<Vec<IpAddr>, StoreError> {
-        let others = self.all()?;
+        let others = self.all_on_node()?;
         let key = record.key();
         Ok(record
             .addresses
             .iter()
             .copied()
+            .filter(|a| !record.adopted.contains(a))
             .filter(|addr| {
                 !others.iter().any(|o| {
                     o.key() != key && o.eni_id == record.eni_id && o.addresses.contains(addr)
@@ -150,6 +211,62 @@ impl Store {
             })
             .collect())
     }
+
+    /// How many records were moved aside since the state dir was made.
+    pub fn quarantined(&self) -> usize {
+        let mut n = 0;
+        for network in fs::list_dir(&self.root.join("quarantine")).unwrap_or_default() {
+            n += fs::list_dir(&network)
+                .unwrap_or_default()
+                .iter()
+                .filter(|f| !f.to_string_lossy().contains(".json.wal."))
+                .count();
+        }
+        n
+    }
+
+    fn read_record(&self, path: &Path) -> Option<Attachment> {
+        let err = match read_json::<Attachment>(path) {
+            Ok(r) => return r,
+            Err(e) => e,
+        };
+        if let Ok(Some(r)) = read_json::<Attachment>(&wal_path(path)) {
+            tracing::warn!(file = %path.display(), error = %err, "record unreadable; using its last durable version");
+            return Some(r);
+        }
+        if self.read_only {
+            tracing::warn!(file = %path.display(), error = %err, "record unreadable; skipped");
+            return None;
+        }
+        let network = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let into = self.root.join("quarantine").join(network);
+        match fs::quarantine(path, &into) {
+            Ok(moved) => {
+                let _ = fs::quarantine(&wal_path(path), &into);
+                tracing::warn!(file = %path.display(), moved_to = %moved.display(), error = %err,
+                    "record quarantined: its addresses are no longer tracked; `aws-eni-ip state --check` shows them as unrecorded");
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %err, quarantine_error = %e, "record unreadable and could not be moved aside; skipped");
+            }
+        }
+        None
+    }
+}
+
+fn wal_path(record: &Path) -> PathBuf {
+    record.with_extension("json.wal")
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `eni-<mac without colons>`: the name of everything the store keeps per ENI.
@@ -158,73 +275,4 @@ fn mac_key(mac: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(container: &str, eni: &str, addrs: &[&str]) -> Attachment {
-        Attachment {
-            network: "net-a".into(),
-            container_id: container.into(),
-            ifname: "net1".into(),
-            eni_id: eni.into(),
-            mac: "02:00:c6:12:01:01".into(),
-            addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-            phase: Phase::Assigned,
-            created_unix: 1,
-            netns: None,
-            pod: None,
-        }
-    }
-
-    #[test]
-    fn put_get_remove_and_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state")).unwrap();
-        let r = record("c1", "eni-1", &["198.18.1.5"]);
-        store.put(&r).unwrap();
-        assert_eq!(store.get(&r.key()).unwrap(), Some(r.clone()));
-        assert_eq!(store.all().unwrap(), vec![r.clone()]);
-        store.remove(&r.key()).unwrap();
-        store.remove(&r.key()).unwrap();
-        assert_eq!(store.get(&r.key()).unwrap(), None);
-    }
-
-    #[test]
-    fn state_dir_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("state");
-        Store::open(&root).unwrap();
-        let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-    }
-
-    #[test]
-    fn an_address_held_by_another_record_on_the_same_eni_is_not_releasable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let a = record("c1", "eni-1", &["198.18.1.5", "198.18.1.6"]);
-        let b = record("c2", "eni-1", &["198.18.1.5"]);
-        let c = record("c3", "eni-2", &["198.18.1.6"]);
-        for r in [&a, &b, &c] {
-            store.put(r).unwrap();
-        }
-        assert_eq!(
-            store.releasable(&a).unwrap(),
-            vec!["198.18.1.6".parse::<IpAddr>().unwrap()]
-        );
-        store.remove(&b.key()).unwrap();
-        assert_eq!(store.releasable(&a).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn a_corrupt_record_is_an_io_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let r = record("c1", "eni-1", &["198.18.1.5"]);
-        store.put(&r).unwrap();
-        std::fs::write(store.record_path(&r.key()), b"{not json").unwrap();
-        let e = store.get(&r.key()).unwrap_err();
-        assert!(e.to_string().contains("c1:net1.json"), "{e}");
-    }
-}
+mod tests;

@@ -33,6 +33,12 @@ pub struct Attachment {
     pub netns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The instance the ENI was attached to at ADD; release touches EC2 only while it still is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Addresses that were on the ENI before this attachment's first assign: never released.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<IpAddr>,
 }
 
 impl Attachment {

@@ -196,6 +196,15 @@ impl Fixture {
             .collect()
     }
 
+    /// What `node`'s store holds, read as the plugin reads it.
+    pub fn records(&self, node: &str) -> Vec<aws_eni_ip::store::Attachment> {
+        let dir = std::path::PathBuf::from(self.state_dir(node));
+        match aws_eni_ip::store::Store::open_existing(&dir, aws_eni_ip::store::NodeDir::new(&dir)) {
+            Ok(store) => store.all().expect("list records"),
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub fn calls(&self, action: &str) -> u64 {
         self.sim.calls().ec2.get(action).copied().unwrap_or(0)
     }
@@ -267,6 +276,7 @@ pub fn run_plugin_with(
     if let Some(ns) = netns {
         cmd.env("CNI_NETNS", ns);
     }
+    cmd.env(aws_eni_ip::store::NODE_DIR_ENV, node_dir_of(stdin));
     cmd.envs(extra_env.iter().copied());
     let mut child = cmd.spawn().expect("spawn plugin");
     // The plugin stops reading oversized input early; a broken pipe is its answer, not ours.
@@ -279,6 +289,20 @@ pub fn run_plugin_with(
         json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
         stdout,
     }
+}
+
+/// Each simulated node's state dir is also its node dir, as the default stateDir is on a real
+/// node; a config without one gets a throwaway dir, never the machine's own /var/lib.
+fn node_dir_of(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v["stateDir"].as_str().map(str::to_string))
+        .unwrap_or_else(|| {
+            std::env::temp_dir()
+                .join(format!("aws-eni-ip-test-node-{}", std::process::id()))
+                .display()
+                .to_string()
+        })
 }
 
 /// prevResult as ipvlan + IPAM produce it, in the shape of `version`.

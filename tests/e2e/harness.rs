@@ -547,11 +547,12 @@ impl Node {
             .join(format!("{network}-{container}-{IFNAME}"))
     }
 
-    /// The aws-eni-ip block: this node's simulator endpoints, stateDir and logFile, plus `extra`.
+    /// The aws-eni-ip block: this node's IMDS, stateDir and logFile, plus `extra`. The EC2
+    /// endpoint comes from the node's environment (`AWS_ENDPOINT_URL_EC2`): the simulator speaks
+    /// plain HTTP off loopback, which the plugin refuses from a config.
     pub fn aws_eni_ip(&self, extra: Value) -> Value {
         let mut block = json!({
             "type": "aws-eni-ip",
-            "ec2Endpoint": self.ec2_url,
             "imdsEndpoint": self.imds_url,
             "stateDir": self.state_dir(),
             "logFile": self.log_file(),
@@ -605,6 +606,9 @@ impl Node {
                 c.env_remove(k);
             }
         }
+        // This node's node-wide state (address locks, state dir list) is its own.
+        c.env(aws_eni_ip::store::NODE_DIR_ENV, self.state_dir());
+        c.env("AWS_ENDPOINT_URL_EC2", &self.ec2_url);
         if let Some(id) = container {
             c.arg("--container").arg(id);
         }

@@ -8,7 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// EC2 error codes that mean "slow down", not "no".
 const THROTTLING_CODES: [&str; 4] = [
@@ -216,61 +216,105 @@ impl Ec2 for AwsEc2 {
                     .send()
             })
             .await?;
-        let Some(ni) = out.network_interfaces().first() else {
-            return Err(CloudError::Api {
+        out.network_interfaces()
+            .first()
+            .map(to_view)
+            .ok_or_else(|| CloudError::Api {
                 action: "DescribeNetworkInterfaces",
                 code: "InvalidNetworkInterfaceID.NotFound".into(),
                 message: format!("The networkInterface ID '{eni}' does not exist"),
-            });
-        };
-        let mut view = EniView {
-            eni_id: ni.network_interface_id().unwrap_or(eni).to_string(),
-            ..EniView::default()
-        };
-        for p in ni.private_ip_addresses() {
-            if let Some(addr) = p.private_ip_address().and_then(|a| a.parse().ok()) {
-                if p.primary() == Some(true) {
-                    view.primary_ipv4 = Some(addr);
-                }
-                view.ipv4.push(addr);
-            }
-        }
-        view.ipv6 = ni
-            .ipv6_addresses()
-            .iter()
-            .filter_map(|a| a.ipv6_address()?.parse().ok())
-            .collect();
-        view.tags = ni
-            .tag_set()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
             })
-            .collect();
-        Ok(view)
     }
 
-    async fn ipv6_holder(&self, addr: Ipv6Addr) -> Result<Option<String>, CloudError> {
-        let out = self
-            .call("DescribeNetworkInterfaces", || {
-                self.client
-                    .describe_network_interfaces()
-                    .filters(
-                        Filter::builder()
-                            .name("ipv6-addresses.ipv6-address")
-                            .values(addr.to_string())
-                            .build(),
-                    )
-                    .send()
-            })
-            .await?;
-        Ok(out
-            .network_interfaces()
-            .first()
-            .and_then(|ni| ni.network_interface_id())
-            .map(str::to_string))
+    async fn holders(&self, addrs: &[IpAddr]) -> Result<Vec<EniView>, CloudError> {
+        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = addrs.iter().partition(|a| a.is_ipv4());
+        let mut out = Vec::new();
+        for (filter, values) in [
+            ("addresses.private-ip-address", v4),
+            ("ipv6-addresses.ipv6-address", v6),
+        ] {
+            if values.is_empty() {
+                continue;
+            }
+            out.extend(self.describe_filtered(filter, strings(&values)).await?);
+        }
+        Ok(out)
     }
+
+    async fn eni_by_mac(&self, mac: &str) -> Result<Option<EniView>, CloudError> {
+        Ok(self
+            .describe_filtered("mac-address", vec![mac.to_string()])
+            .await?
+            .into_iter()
+            .next())
+    }
+}
+
+impl AwsEc2 {
+    /// DescribeNetworkInterfaces with one filter, every page.
+    async fn describe_filtered(
+        &self,
+        name: &str,
+        values: Vec<String>,
+    ) -> Result<Vec<EniView>, CloudError> {
+        let mut views = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .call("DescribeNetworkInterfaces", || {
+                    self.client
+                        .describe_network_interfaces()
+                        .filters(
+                            Filter::builder()
+                                .name(name)
+                                .set_values(Some(values.clone()))
+                                .build(),
+                        )
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await?;
+            views.extend(out.network_interfaces().iter().map(to_view));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(views),
+            }
+        }
+    }
+}
+
+fn to_view(ni: &aws_sdk_ec2::types::NetworkInterface) -> EniView {
+    let mut view = EniView {
+        eni_id: ni.network_interface_id().unwrap_or_default().to_string(),
+        instance_id: ni
+            .attachment()
+            .and_then(|a| a.instance_id())
+            .map(str::to_string),
+        description: ni.description().unwrap_or_default().to_string(),
+        ..EniView::default()
+    };
+    for p in ni.private_ip_addresses() {
+        if let Some(addr) = p.private_ip_address().and_then(|a| a.parse().ok()) {
+            if p.primary() == Some(true) {
+                view.primary_ipv4 = Some(addr);
+            }
+            view.ipv4.push(addr);
+        }
+    }
+    view.ipv6 = ni
+        .ipv6_addresses()
+        .iter()
+        .filter_map(|a| a.ipv6_address()?.parse().ok())
+        .collect();
+    view.tags = ni
+        .tag_set()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    view
 }

@@ -2,7 +2,7 @@
 
 use super::causes;
 use crate::cloud::retry::{Outcome, RetryPolicy, Verdict};
-use crate::cloud::{AwsSettings, CloudError, EniFacts, Metadata};
+use crate::cloud::{AttachedEni, AwsSettings, CloudError, EniFacts, Metadata};
 use aws_config::imds;
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
@@ -136,7 +136,7 @@ impl Metadata for AwsMetadata {
             key("subnet-ipv6-cidr-blocks"),
             key("local-ipv4s"),
         );
-        let (eni_id, device, subnet_id, vpc_id, v4, v6, local) = tokio::join!(
+        let (eni_id, device, subnet_id, vpc_id, v4, v6, local, instance) = tokio::join!(
             self.get(&id_path),
             self.get(&dev_path),
             self.get(&subnet_path),
@@ -144,6 +144,7 @@ impl Metadata for AwsMetadata {
             self.get_list(&v4_path),
             self.get_list(&v6_path),
             self.get_list(&local_path),
+            self.get("instance-id"),
         );
         let bad = |what: &str, value: &str| CloudError::Metadata {
             path: format!("/latest/meta-data/{base}/{what}"),
@@ -180,10 +181,27 @@ impl Metadata for AwsMetadata {
             subnet_ipv6_cidrs,
             // IMDS lists the primary address first.
             primary_ipv4: local?.first().and_then(|a| a.parse().ok()),
+            instance_id: Some(instance?.trim().to_string()),
         })
     }
 
-    async fn ping(&self) -> Result<(), CloudError> {
-        self.get("instance-id").await.map(|_| ())
+    async fn attached_eni(&self, mac: &str) -> Result<Option<AttachedEni>, CloudError> {
+        let id_path = format!("network/interfaces/macs/{mac}/interface-id");
+        let local_path = format!("network/interfaces/macs/{mac}/local-ipv4s");
+        let (id, local) = tokio::join!(self.get(&id_path), self.get_list(&local_path));
+        match id {
+            Ok(id) => Ok(Some(AttachedEni {
+                eni_id: id.trim().to_string(),
+                primary_ipv4: local?.first().and_then(|a| a.parse().ok()),
+            })),
+            Err(CloudError::Metadata {
+                status: Some(404), ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn instance_id(&self) -> Result<String, CloudError> {
+        Ok(self.get("instance-id").await?.trim().to_string())
     }
 }

@@ -1,41 +1,74 @@
 //! In-memory EC2 + IMDS + host for command tests: records every call, enforces the EC2 rules the
 //! commands rely on (in-use, not-assigned, reassignment moves), and fails on demand.
 
-use crate::cloud::{Aws, CloudError, Ec2, EniFacts, EniView, Metadata, NO_MANAGE_TAG};
-use crate::node::HostError;
-use crate::node::{Host, MasterLink};
+use crate::cloud::{AttachedEni, Aws, CloudError, Ec2, EniFacts, EniView, Metadata, NO_MANAGE_TAG};
+use crate::node::{Host, HostError, MasterLink};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-#[derive(Default)]
 pub struct FakeAws {
     pub enis: RefCell<BTreeMap<String, EniView>>,
     pub facts: BTreeMap<String, EniFacts>,
     pub calls: RefCell<Vec<String>>,
     /// Action name → the error the next call of it returns.
     pub fail_next: RefCell<BTreeMap<&'static str, CloudError>>,
+    /// The code EC2 answers an assign of an address another ENI holds with (not documented).
+    pub in_use_code: RefCell<&'static str>,
+    /// MAC → how many more times IMDS answers 404 for it (a fresh attachment IMDS has not seen).
+    pub imds_lag: RefCell<BTreeMap<String, u32>>,
+    /// MACs detached from this instance since ADD.
+    pub detached: RefCell<Vec<String>>,
+    /// How many assigns of an IPv6 address just unassigned elsewhere EC2 still refuses as in use
+    /// (it remaps asynchronously).
+    pub remap_lag: RefCell<u32>,
+    recently_unassigned: RefCell<Vec<Ipv6Addr>>,
 }
 
+pub const INSTANCE: &str = "i-0a1b2c3d4e5f60001";
 pub const ENI: &str = "eni-0b000000000000001";
 pub const OTHER: &str = "eni-0b000000000000002";
+/// Another node's ENI that the VPC CNI manages: no no_manage tag.
+pub const MANAGED: &str = "eni-0c000000000000001";
 pub const MAC: &str = "02:00:c6:12:01:01";
+
+fn view(eni: &str, instance: &str, tagged: bool, primary: &str) -> EniView {
+    EniView {
+        eni_id: eni.into(),
+        primary_ipv4: Some(primary.parse().unwrap()),
+        ipv4: vec![primary.parse().unwrap()],
+        ipv6: vec![],
+        tags: if tagged {
+            [(NO_MANAGE_TAG.to_string(), "true".to_string())].into()
+        } else {
+            BTreeMap::new()
+        },
+        instance_id: Some(instance.into()),
+        description: format!("{eni} of {instance}"),
+    }
+}
 
 impl FakeAws {
     pub fn new() -> FakeAws {
-        let mut fake = FakeAws::default();
-        for (eni, mac) in [(ENI, MAC), (OTHER, "02:00:c6:12:01:02")] {
-            fake.enis.borrow_mut().insert(
-                eni.into(),
-                EniView {
-                    eni_id: eni.into(),
-                    primary_ipv4: Some("198.18.1.10".parse().unwrap()),
-                    ipv4: vec!["198.18.1.10".parse().unwrap()],
-                    ipv6: vec![],
-                    tags: [(NO_MANAGE_TAG.to_string(), "true".to_string())].into(),
-                },
-            );
+        let mut fake = FakeAws {
+            enis: RefCell::default(),
+            facts: BTreeMap::new(),
+            calls: RefCell::default(),
+            fail_next: RefCell::default(),
+            in_use_code: RefCell::new("InvalidIPAddress.InUse"),
+            imds_lag: RefCell::default(),
+            detached: RefCell::default(),
+            remap_lag: RefCell::new(0),
+            recently_unassigned: RefCell::default(),
+        };
+        for (eni, mac, primary) in [
+            (ENI, MAC, "198.18.1.10"),
+            (OTHER, "02:00:c6:12:01:02", "198.18.1.11"),
+        ] {
+            fake.enis
+                .borrow_mut()
+                .insert(eni.into(), view(eni, INSTANCE, true, primary));
             fake.facts.insert(
                 mac.into(),
                 EniFacts {
@@ -46,10 +79,15 @@ impl FakeAws {
                     vpc_id: "vpc-0sim0000000000001".into(),
                     subnet_ipv4_cidrs: vec!["198.18.1.0/24".parse().unwrap()],
                     subnet_ipv6_cidrs: vec!["2001:db8:100:1::/64".parse().unwrap()],
-                    primary_ipv4: Some("198.18.1.10".parse().unwrap()),
+                    primary_ipv4: Some(primary.parse().unwrap()),
+                    instance_id: Some(INSTANCE.into()),
                 },
             );
         }
+        fake.enis.borrow_mut().insert(
+            MANAGED.into(),
+            view(MANAGED, "i-0a1b2c3d4e5f60009", false, "198.18.1.12"),
+        );
         fake
     }
 
@@ -64,18 +102,36 @@ impl FakeAws {
             .collect()
     }
 
-    /// Out of band: `addr` leaves `from` (taken over by `to`, or unassigned by hand).
-    pub fn move_ipv4(&self, addr: &str, from: &str, to: Option<&str>) {
-        let addr: Ipv4Addr = addr.parse().unwrap();
+    /// Out of band: `addr` leaves `from` (if any) for `to` (if any): another node's takeover, a
+    /// VIP assigned by another tool, or an unassign by hand.
+    pub fn move_addr(&self, addr: &str, from: Option<&str>, to: Option<&str>) {
+        let addr: IpAddr = addr.parse().unwrap();
         let mut enis = self.enis.borrow_mut();
-        enis.get_mut(from).unwrap().ipv4.retain(|a| *a != addr);
+        if let Some(from) = from {
+            let v = enis.get_mut(from).unwrap();
+            v.ipv4.retain(|a| IpAddr::V4(*a) != addr);
+            v.ipv6.retain(|a| IpAddr::V6(*a) != addr);
+        }
         if let Some(to) = to {
-            enis.get_mut(to).unwrap().ipv4.push(addr);
+            let v = enis.get_mut(to).unwrap();
+            match addr {
+                IpAddr::V4(a) => v.ipv4.push(a),
+                IpAddr::V6(a) => v.ipv6.push(a),
+            }
         }
     }
 
     pub fn count(&self, action: &str) -> usize {
         self.calls.borrow().iter().filter(|c| *c == action).count()
+    }
+
+    /// Mutating EC2 calls so far.
+    pub fn mutating(&self) -> usize {
+        self.calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("Assign") || c.starts_with("Unassign"))
+            .count()
     }
 
     fn enter(&self, action: &'static str) -> Result<(), CloudError> {
@@ -101,6 +157,14 @@ impl FakeAws {
             .find(|v| v.holds(addr))
             .map(|v| v.eni_id.clone())
     }
+
+    fn in_use(&self, action: &'static str, addr: impl std::fmt::Display) -> CloudError {
+        Self::api(
+            action,
+            &self.in_use_code.borrow(),
+            format!("Address {addr} is in use"),
+        )
+    }
 }
 
 impl Metadata for FakeAws {
@@ -110,16 +174,33 @@ impl Metadata for FakeAws {
 
     async fn eni_facts(&self, mac: &str) -> Result<EniFacts, CloudError> {
         self.enter("imds:eni")?;
-        self.facts.get(mac).cloned().ok_or(CloudError::Metadata {
+        let not_found = || CloudError::Metadata {
             path: format!("network/interfaces/macs/{mac}/interface-id"),
             status: Some(404),
             reason: "Not Found".into(),
             transient: false,
-        })
+        };
+        if let Some(n) = self.imds_lag.borrow_mut().get_mut(mac).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(not_found());
+        }
+        self.facts.get(mac).cloned().ok_or_else(not_found)
     }
 
-    async fn ping(&self) -> Result<(), CloudError> {
-        self.enter("imds:ping")
+    async fn attached_eni(&self, mac: &str) -> Result<Option<AttachedEni>, CloudError> {
+        self.enter("imds:attached")?;
+        if self.detached.borrow().iter().any(|m| m == mac) {
+            return Ok(None);
+        }
+        Ok(self.facts.get(mac).map(|f| AttachedEni {
+            eni_id: f.eni_id.clone(),
+            primary_ipv4: f.primary_ipv4,
+        }))
+    }
+
+    async fn instance_id(&self) -> Result<String, CloudError> {
+        self.enter("imds:instance-id")?;
+        Ok(INSTANCE.into())
     }
 }
 
@@ -134,11 +215,7 @@ impl Ec2 for FakeAws {
         self.enter(A)?;
         for a in addrs {
             if !allow && self.holder(IpAddr::V4(*a)).is_some() {
-                return Err(Self::api(
-                    A,
-                    "InvalidIPAddress.InUse",
-                    format!("{a} in use"),
-                ));
+                return Err(self.in_use(A, a));
             }
         }
         let mut enis = self.enis.borrow_mut();
@@ -163,6 +240,13 @@ impl Ec2 for FakeAws {
                 format!("Some of the specified addresses are not assigned to interface {eni}"),
             ));
         }
+        if addrs.iter().any(|a| Some(*a) == view.primary_ipv4) {
+            return Err(Self::api(
+                A,
+                "InvalidParameterValue",
+                "The primary IP address of an interface cannot be unassigned".into(),
+            ));
+        }
         view.ipv4.retain(|a| !addrs.contains(a));
         Ok(())
     }
@@ -170,8 +254,21 @@ impl Ec2 for FakeAws {
     async fn assign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError> {
         const A: &str = "AssignIpv6Addresses";
         self.enter(A)?;
-        if addrs.iter().any(|a| self.holder(IpAddr::V6(*a)).is_some()) {
-            return Err(Self::api(A, "InvalidIPAddress.InUse", "in use".into()));
+        if let Some(a) = addrs
+            .iter()
+            .find(|a| self.holder(IpAddr::V6(**a)).is_some())
+        {
+            return Err(self.in_use(A, a));
+        }
+        let mut lag = self.remap_lag.borrow_mut();
+        if let Some(a) = addrs
+            .iter()
+            .find(|a| self.recently_unassigned.borrow().contains(a))
+        {
+            if *lag > 0 {
+                *lag -= 1;
+                return Err(self.in_use(A, a));
+            }
         }
         self.enis
             .borrow_mut()
@@ -195,6 +292,7 @@ impl Ec2 for FakeAws {
             ));
         }
         view.ipv6.retain(|a| !addrs.contains(a));
+        self.recently_unassigned.borrow_mut().extend(addrs);
         Ok(())
     }
 
@@ -209,9 +307,23 @@ impl Ec2 for FakeAws {
         })
     }
 
-    async fn ipv6_holder(&self, addr: Ipv6Addr) -> Result<Option<String>, CloudError> {
+    async fn holders(&self, addrs: &[IpAddr]) -> Result<Vec<EniView>, CloudError> {
         self.enter("DescribeNetworkInterfaces")?;
-        Ok(self.holder(IpAddr::V6(addr)))
+        Ok(self
+            .enis
+            .borrow()
+            .values()
+            .filter(|v| addrs.iter().any(|a| v.holds(*a)))
+            .cloned()
+            .collect())
+    }
+
+    async fn eni_by_mac(&self, mac: &str) -> Result<Option<EniView>, CloudError> {
+        self.enter("DescribeNetworkInterfaces")?;
+        let Some(f) = self.facts.get(mac) else {
+            return Ok(None);
+        };
+        Ok(self.enis.borrow().get(&f.eni_id).cloned())
     }
 }
 
@@ -234,10 +346,10 @@ impl Host for FakeHost {
     fn link_by_name(&self, name: &str) -> Result<MasterLink, HostError> {
         Ok(MasterLink {
             name: name.into(),
-            mac: if name == "eth2" {
-                "02:00:c6:12:01:02"
-            } else {
-                MAC
+            mac: match name {
+                "eth2" => "02:00:c6:12:01:02",
+                "eth9" => "02:00:c6:12:01:09",
+                _ => MAC,
             }
             .into(),
         })

@@ -6,7 +6,7 @@ use super::{add::add, check::check, del::del, gc::gc, Ctx};
 use crate::cloud::CloudError;
 use crate::cni::{Environment, ErrorCode, NetConf};
 use crate::config::PluginConfig;
-use crate::store::Store;
+use crate::store::{NodeDir, Store};
 use fake::{FakeAws, FakeHost, ENI, OTHER};
 use serde_json::json;
 use std::net::IpAddr;
@@ -22,7 +22,11 @@ impl Bed {
         let dir = tempfile::tempdir().unwrap();
         Bed {
             aws: FakeAws::new(),
-            store: Store::open(dir.path()).unwrap(),
+            store: Store::open(
+                &dir.path().join("state"),
+                NodeDir::new(dir.path().join("node")),
+            )
+            .unwrap(),
             _dir: dir,
         }
     }
@@ -51,6 +55,7 @@ impl Bed {
             store: &self.store,
             aws: &self.aws,
             host: &FakeHost,
+            deadline: std::time::Instant::now() + config.timeout,
         };
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -165,7 +170,7 @@ fn del_leaves_an_address_that_moved_to_another_eni() {
     bed.run("ADD", "c1", conf(&["198.18.1.5/24", "198.18.1.6/24"]), add)
         .unwrap();
     // Another node took .5 over.
-    bed.aws.move_ipv4("198.18.1.5", ENI, Some(OTHER));
+    bed.aws.move_addr("198.18.1.5", Some(ENI), Some(OTHER));
     let summary = bed.run("DEL", "c1", conf(&[]), del).unwrap();
     assert_eq!(summary.addresses, vec![ip("198.18.1.6")]);
     assert_eq!(bed.aws.holds(OTHER), vec![ip("198.18.1.5")]);
@@ -205,7 +210,7 @@ fn check_names_the_missing_address_and_eni() {
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
     bed.run("CHECK", "c1", conf(&["198.18.1.5/24"]), check)
         .unwrap();
-    bed.aws.move_ipv4("198.18.1.5", ENI, None);
+    bed.aws.move_addr("198.18.1.5", Some(ENI), None);
     let e = bed
         .run("CHECK", "c1", conf(&["198.18.1.5/24"]), check)
         .unwrap_err();
@@ -236,3 +241,5 @@ fn gc_keeps_going_past_a_failure_and_reports_it() {
     );
     assert_eq!(bed.aws.holds(ENI).len(), 1);
 }
+
+mod hardening;

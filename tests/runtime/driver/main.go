@@ -87,9 +87,11 @@ func main() {
 		os.Exit(2)
 	}
 	// The plugin must find its credentials the realistic way (IMDS instance profile), not from a
-	// developer's shell: plugins inherit the runtime's environment.
+	// developer's shell: plugins inherit the runtime's environment. What a node sets on purpose
+	// (the EC2 endpoint, the plugin's node dir) passes.
 	for _, kv := range os.Environ() {
-		if k := strings.SplitN(kv, "=", 2)[0]; strings.HasPrefix(k, "AWS_") {
+		k := strings.SplitN(kv, "=", 2)[0]
+		if strings.HasPrefix(k, "AWS_") && k != "AWS_ENDPOINT_URL_EC2" && k != "AWS_ENI_IP_NODE_DIR" {
 			os.Unsetenv(k)
 		}
 	}

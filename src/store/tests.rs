@@ -1,0 +1,223 @@
+//! The store against a temp dir: layout, quarantine, torn records, modes, node-wide refcounts, locks.
+use super::*;
+
+fn record(container: &str, eni: &str, addrs: &[&str]) -> Attachment {
+    Attachment {
+        network: "net-a".into(),
+        container_id: container.into(),
+        ifname: "net1".into(),
+        eni_id: eni.into(),
+        mac: "02:00:c6:12:01:01".into(),
+        addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        phase: Phase::Assigned,
+        created_unix: 1,
+        netns: None,
+        pod: None,
+        instance_id: None,
+        adopted: Vec::new(),
+    }
+}
+
+#[test]
+fn put_get_remove_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    let r = record("c1", "eni-1", &["198.18.1.5"]);
+    store.put(&r).unwrap();
+    assert_eq!(store.get(&r.key()).unwrap(), Some(r.clone()));
+    assert_eq!(store.all().unwrap(), vec![r.clone()]);
+    store.remove(&r.key()).unwrap();
+    store.remove(&r.key()).unwrap();
+    assert_eq!(store.get(&r.key()).unwrap(), None);
+}
+
+#[test]
+fn state_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    Store::open(&root, NodeDir::new(dir.path().join("node"))).unwrap();
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[test]
+fn an_address_held_by_another_record_on_the_same_eni_is_not_releasable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    let a = record("c1", "eni-1", &["198.18.1.5", "198.18.1.6"]);
+    let b = record("c2", "eni-1", &["198.18.1.5"]);
+    let c = record("c3", "eni-2", &["198.18.1.6"]);
+    for r in [&a, &b, &c] {
+        store.put(r).unwrap();
+    }
+    assert_eq!(
+        store.releasable(&a).unwrap(),
+        vec!["198.18.1.6".parse::<IpAddr>().unwrap()]
+    );
+    store.remove(&b.key()).unwrap();
+    assert_eq!(store.releasable(&a).unwrap().len(), 2);
+}
+
+fn two_stores(dir: &Path) -> (Store, Store) {
+    let node = NodeDir::new(dir.join("node"));
+    (
+        Store::open(&dir.join("a"), node.clone()).unwrap(),
+        Store::open(&dir.join("b"), node).unwrap(),
+    )
+}
+
+#[test]
+fn a_corrupt_record_is_quarantined_and_blocks_neither_listing_nor_its_own_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    let bad = record("c1", "eni-1", &["198.18.1.5"]);
+    let good = record("c2", "eni-1", &["198.18.1.6"]);
+    store.put(&bad).unwrap();
+    store.put(&good).unwrap();
+    for p in [
+        store.record_path(&bad.key()),
+        wal_path(&store.record_path(&bad.key())),
+    ] {
+        std::fs::write(p, b"{not json").unwrap();
+    }
+    assert_eq!(store.all().unwrap(), vec![good.clone()]);
+    assert_eq!(store.quarantined(), 1);
+    assert_eq!(store.get(&bad.key()).unwrap(), None);
+    assert!(!store.record_path(&bad.key()).exists(), "moved aside");
+    assert_eq!(store.releasable(&good).unwrap().len(), 1);
+}
+
+#[test]
+fn a_record_torn_by_a_power_loss_after_update_is_read_from_its_durable_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    let mut r = record("c1", "eni-1", &["198.18.1.5"]);
+    r.phase = Phase::Assigning;
+    store.put(&r).unwrap();
+    let mut done = r.clone();
+    done.phase = Phase::Assigned;
+    store.update(&done).unwrap();
+    assert_eq!(store.get(&r.key()).unwrap(), Some(done));
+    // What a rename committed before its data leaves behind.
+    std::fs::write(store.record_path(&r.key()), b"").unwrap();
+    assert_eq!(store.get(&r.key()).unwrap(), Some(r.clone()));
+    assert_eq!(store.all().unwrap(), vec![r.clone()]);
+    assert_eq!(store.quarantined(), 0);
+    store.remove(&r.key()).unwrap();
+    assert!(!wal_path(&store.record_path(&r.key())).exists());
+}
+
+#[test]
+fn a_read_only_store_skips_a_corrupt_record_and_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeDir::new(dir.path().join("node"));
+    let store = Store::open(&dir.path().join("state"), node.clone()).unwrap();
+    let r = record("c1", "eni-1", &["198.18.1.5"]);
+    store.put(&r).unwrap();
+    for p in [
+        store.record_path(&r.key()),
+        wal_path(&store.record_path(&r.key())),
+    ] {
+        std::fs::write(p, b"{not json").unwrap();
+    }
+    let view = Store::open_existing(&dir.path().join("state"), node).unwrap();
+    assert!(view.all().unwrap().is_empty());
+    assert!(store.record_path(&r.key()).exists(), "left in place");
+    assert!(Store::open_existing(&dir.path().join("absent"), NodeDir::new(dir.path())).is_err());
+    assert!(!dir.path().join("absent").exists(), "created nothing");
+}
+
+#[test]
+fn an_existing_state_dir_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shared");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Store::open(&root, NodeDir::new(dir.path().join("node"))).unwrap();
+    let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "not ours: its mode is left alone");
+    let ours = std::fs::metadata(root.join("attachments"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(ours, 0o700);
+}
+
+#[test]
+fn the_refcount_sees_records_of_every_state_dir_on_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_stores(dir.path());
+    let ra = record("c1", "eni-1", &["198.18.1.5", "198.18.1.6"]);
+    let mut rb = record("c2", "eni-1", &["198.18.1.5"]);
+    rb.network = "net-b".into();
+    a.put(&ra).unwrap();
+    b.put(&rb).unwrap();
+    assert_eq!(
+        a.releasable(&ra).unwrap(),
+        vec!["198.18.1.6".parse::<IpAddr>().unwrap()],
+        "net-b's record in another state dir holds .5"
+    );
+    assert_eq!(a.node().state_dirs().len(), 3);
+}
+
+#[test]
+fn adopted_addresses_are_never_releasable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    let mut r = record("c1", "eni-1", &["198.18.1.5", "198.18.1.6"]);
+    r.adopted = vec!["198.18.1.5".parse().unwrap()];
+    store.put(&r).unwrap();
+    assert_eq!(
+        store.releasable(&r).unwrap(),
+        vec!["198.18.1.6".parse::<IpAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn a_lock_held_past_the_deadline_times_out_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_stores(dir.path());
+    let addr: IpAddr = "198.18.1.5".parse().unwrap();
+    let held = a
+        .lock_addresses(&[addr], Instant::now() + std::time::Duration::from_secs(1))
+        .unwrap();
+    let started = Instant::now();
+    let e = b
+        .lock_addresses(
+            &[addr],
+            Instant::now() + std::time::Duration::from_millis(200),
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::LockTimeout { .. }), "{e}");
+    assert!(e.to_string().contains("198.18.1.5.lock"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    drop(held);
+    b.lock_addresses(
+        &[addr],
+        Instant::now() + std::time::Duration::from_millis(200),
+    )
+    .unwrap();
+}
