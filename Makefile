@@ -38,7 +38,7 @@ driver:
 
 # Needs neither root nor the Debian test packages: the commands run against fakes, the simulator in-process.
 unit:
-	$(CARGO) test --locked -p aws-eni-ip --lib --bins --test properties --test conf_examples --test install
+	$(CARGO) test --locked -p aws-eni-ip --lib --bins --test properties --test conf_examples --test install --test budget
 	$(CARGO) test --locked -p ec2-sim
 
 test: deps

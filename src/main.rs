@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("install") => aws_eni_ip::cli::install::run(&args[1..]),
         Some("state") => aws_eni_ip::cli::state::run(&args[1..]),
+        Some("budget") => aws_eni_ip::cli::budget::run(&args[1..]),
         Some("version" | "--version" | "-V") => {
             println!("{}", aws_eni_ip::plugin::version_text());
             ExitCode::SUCCESS
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "aws-eni-ip {}: a chained CNI plugin (run by the container runtime with CNI_COMMAND set)\n\
-                 usage: aws-eni-ip install [--cni-bin-dir DIR] [--keep] | aws-eni-ip state [--state-dir DIR] [--json] | aws-eni-ip version",
+                 usage: aws-eni-ip install [--cni-bin-dir DIR] [--keep] | aws-eni-ip state [--state-dir DIR] [--json] | aws-eni-ip budget [--burst N --refill-per-second R] | aws-eni-ip version",
                 aws_eni_ip::VERSION
             );
             ExitCode::from(2)

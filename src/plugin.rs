@@ -2,6 +2,7 @@
 
 use crate::cloud::aws::AwsClients;
 use crate::cloud::retry::RetryPolicy;
+use crate::cloud::CallBudget;
 use crate::cni::version::{supported_list, SUPPORTED};
 use crate::cni::{CniError, CniVersion, Command, Environment, ErrorCode, NetConf};
 use crate::commands::{self, Ctx, Summary};
@@ -9,6 +10,7 @@ use crate::config::PluginConfig;
 use crate::node::NetlinkHost;
 use crate::store::{NodeDir, Store};
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What the process prints and how it exits.
@@ -114,7 +116,11 @@ fn execute(
         .map_err(|e| CniError::io(format!("cannot start the async runtime: {e}")))?;
     let store = Store::open(&config.state_dir, NodeDir::from_env());
     let region_cache = store.as_ref().ok().map(Store::region_cache);
-    let aws = AwsClients::new(config.aws_settings(), region_cache, policy)
+    let budget = store
+        .as_ref()
+        .ok()
+        .map(|s| Arc::new(s.node().budget()) as Arc<dyn CallBudget>);
+    let aws = AwsClients::new(config.aws_settings(), region_cache, budget, policy)
         .map_err(|e| CniError::invalid_config(format!("\"imdsEndpoint\": {e}")))?;
     if env.command == Command::Status {
         return runtime

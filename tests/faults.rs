@@ -261,14 +261,15 @@ fn fault_unauthorized_is_code_108_naming_the_fix() {
 fn fault_throttling_burst_of_eight_pods_all_succeed_inside_the_deadline() {
     let fx = Fixture::new();
     let mut world_faults = Faults::default();
+    // One token: the burst's calls (batched into a few) still meet the bucket.
     world_faults.throttle.insert(
         "AssignPrivateIpAddresses".into(),
         ec2_sim::Throttle {
-            capacity: 2,
-            refill_per_second: 4.0,
+            capacity: 1,
+            refill_per_second: 2.0,
         },
     );
-    // m5.large holds 9 secondaries: a burst of 8 fits.
+    // m5.large holds 9 secondaries: the warm-up and a burst of 8 fit.
     let confs: Vec<_> = (0..8)
         .map(|i| {
             fx.conf(
@@ -280,13 +281,21 @@ fn fault_throttling_burst_of_eight_pods_all_succeed_inside_the_deadline() {
         })
         .collect();
     fx.sim.set_faults(world_faults);
+    // Takes the bucket's only token: the burst's first call meets an empty bucket.
+    let warm = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.139/24"])),
+    );
+    fx.run("ADD", "warm", "net1", &warm).ok();
     std::thread::scope(|s| {
         for (i, conf) in confs.iter().enumerate() {
             let fx = &fx;
             s.spawn(move || fx.run("ADD", &format!("burst{i}"), "net1", conf).ok().code);
         }
     });
-    assert_eq!(fx.addresses(ENI1).len(), 8);
+    assert_eq!(fx.addresses(ENI1).len(), 9);
     assert!(fx.sim.calls().throttled > 0, "the burst met the bucket");
-    assert_eq!(records(&fx), 8);
+    assert_eq!(records(&fx), 9);
 }

@@ -130,6 +130,7 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, burst: &[BurstRun]) {
         "\nThe bucket alone allows no less than ({} − {}) / {} = {bound:.1} s per phase. Peak memory: the sum of /proc RSS (and PSS, which splits shared pages) over the children alive at once, sampled every 10 ms; the last column is the upper bound max ru_maxrss × {}.",
         o.burst_pods, BURST_BUCKET.capacity, BURST_BUCKET.refill_per_second, o.burst_pods
     );
+    goals(w, burst);
     let burst_fail: Vec<&String> = burst
         .iter()
         .flat_map(|b| b.add.failures.iter().chain(&b.del.failures))
@@ -151,5 +152,66 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, burst: &[BurstRun]) {
             let _ = writeln!(w, "- {f}");
         }
         let _ = writeln!(w);
+    }
+}
+
+/// Issue 14's goals for the burst, beside main's figures before batching and the node budget
+/// (2f49c27, the same scenario and simulator settings).
+fn goals(w: &mut String, burst: &[BurstRun]) {
+    let _ = writeln!(
+        w,
+        "\n| burst, per phase (medians over the runs) | main 2f49c27, ADD | now, ADD | now, DEL | goal |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---|");
+    let per = |get: fn(&BurstRun) -> &Phase, f: &dyn Fn(&Phase) -> f64| -> Option<f64> {
+        let v: Vec<f64> = burst.iter().map(|b| f(get(b))).collect();
+        summarize(&v).map(|s| s.median)
+    };
+    fn add(b: &BurstRun) -> &Phase {
+        &b.add
+    }
+    fn del(b: &BurstRun) -> &Phase {
+        &b.del
+    }
+    let mutating_per_pod = |p: &Phase| p.calls.mutating as f64 / p.execs.len().max(1) as f64;
+    let throttled_per_accepted = |p: &Phase| {
+        let accepted = (p.calls.mutating + p.calls.describes).saturating_sub(p.calls.throttled);
+        p.calls.throttled as f64 / accepted.max(1) as f64
+    };
+    let wall = |p: &Phase| p.wall_s;
+    let failures = |p: &Phase| p.failures.len() as f64;
+    type Row<'a> = (&'a str, &'a str, &'a dyn Fn(&Phase) -> f64, f64, usize);
+    let rows: [Row; 4] = [
+        (
+            "mutating EC2 calls per pod (throttled included)",
+            "7.2",
+            &mutating_per_pod,
+            0.25,
+            2,
+        ),
+        (
+            "throttled responses per accepted call",
+            "6.2",
+            &throttled_per_accepted,
+            0.1,
+            2,
+        ),
+        ("time until all are done, s", "8.96", &wall, 1.5, 2),
+        ("failures", "0", &failures, 0.0, 0),
+    ];
+    for (name, before, f, goal, digits) in rows {
+        let (a, d) = (per(add, f), per(del, f));
+        let met = a.zip(d).is_some_and(|(a, d)| a <= goal && d <= goal);
+        let show = |x: Option<f64>| {
+            x.map(|v| format!("{v:.digits$}"))
+                .unwrap_or_else(|| "n/a".into())
+        };
+        let _ = writeln!(
+            w,
+            "| {name} | {before} | {} | {} | ≤ {goal}: {} |",
+            show(a),
+            show(d),
+            if met { "**met**" } else { "**MISSED**" }
+        );
     }
 }

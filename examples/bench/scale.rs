@@ -143,6 +143,7 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
         };
         let _ = writeln!(w, "What limits it (largest N, ADD): {limit}.\n");
     }
+    goals(w, scale, b);
     let scale_fail: Vec<&String> = scale
         .iter()
         .flat_map(|s| s.add.failures.iter().chain(&s.del.failures))
@@ -158,4 +159,56 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
         }
         let _ = writeln!(w);
     }
+}
+
+/// Issue 14's goals for the largest run, beside main's figures (2f49c27, 200 nodes × 20 pods).
+fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
+    let Some(big) = scale.iter().max_by_key(|s| s.pods) else {
+        return;
+    };
+    let bound = (big.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second;
+    let _ = writeln!(
+        w,
+        "| {} nodes × {} pods | main 2f49c27 (200 × 20) | now, ADD | now, DEL | goal |",
+        big.nodes,
+        big.pods / big.nodes.max(1)
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---|");
+    let throttled = |p: &Phase| {
+        let accepted = (p.calls.mutating + p.calls.describes).saturating_sub(p.calls.throttled);
+        p.calls.throttled as f64 / accepted.max(1) as f64
+    };
+    let converge = |p: &Phase| if bound > 0.0 { p.wall_s / bound } else { 0.0 };
+    let code_11 = |p: &Phase| {
+        p.execs
+            .iter()
+            .filter(|e| !e.ok() && e.stdout.contains("\"code\":11"))
+            .count() as f64
+    };
+    type Row<'a> = (&'a str, &'a str, &'a dyn Fn(&Phase) -> f64, f64);
+    let rows: [Row; 3] = [
+        (
+            "throttled responses per accepted call",
+            "3.5",
+            &throttled,
+            1.0,
+        ),
+        (
+            "time to converge / the bucket's bound",
+            "1.01",
+            &converge,
+            1.05,
+        ),
+        ("invocations that ended in code 11", "4", &code_11, 0.0),
+    ];
+    for (name, before, f, goal) in rows {
+        let (a, d) = (f(&big.add), f(&big.del));
+        let met = a <= goal && d <= goal;
+        let _ = writeln!(
+            w,
+            "| {name} | {before} | {a:.2} | {d:.2} | ≤ {goal}: {} |",
+            if met { "**met**" } else { "**MISSED**" }
+        );
+    }
+    let _ = writeln!(w);
 }

@@ -1,4 +1,5 @@
 //! CLI mode: what operators and the DaemonSet run (no `CNI_COMMAND` in the environment).
 
+pub mod budget;
 pub mod install;
 pub mod state;

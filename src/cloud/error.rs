@@ -1,3 +1,11 @@
+/// EC2 error codes that mean "slow down", not "no".
+pub const THROTTLING_CODES: [&str; 4] = [
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "EC2ThrottledException",
+];
+
 /// A failed AWS call, classified for whoever reports it (a CNI reply, the agent's log).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloudError {
@@ -7,6 +15,9 @@ pub enum CloudError {
         action: &'static str,
         code: String,
         message: String,
+        /// An earlier attempt of this same request timed out or failed on the server: it may
+        /// have taken effect, so what EC2 refuses now may be what that attempt did.
+        maybe_applied: bool,
     },
     /// Throttling, 5xx, timeouts and connection failures that outlived the deadline.
     #[error("{action} did not succeed before the deadline: {reason}")]
@@ -45,5 +56,16 @@ impl CloudError {
 
     pub fn is_in_use(&self) -> bool {
         self.api_code() == Some("InvalidIPAddress.InUse")
+    }
+
+    /// See [`CloudError::Api`]'s `maybe_applied`.
+    pub fn maybe_applied(&self) -> bool {
+        matches!(
+            self,
+            CloudError::Api {
+                maybe_applied: true,
+                ..
+            }
+        )
     }
 }

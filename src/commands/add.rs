@@ -2,7 +2,7 @@
 //! write-ahead record → assign (one call per family in the common case) → record → prevResult out.
 
 use super::assign::{assign_addresses, Assignment};
-use super::eni::{checked_eni, ec2_for, find_master};
+use super::eni::{batched_ec2, checked_eni, find_master};
 use super::release::release_locked;
 use super::{Ctx, Summary};
 use crate::cloud::Aws;
@@ -51,7 +51,7 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
     // A repeated ADD on another ENI: what the earlier one assigned there would leak otherwise.
     let previous = match previous {
         Some(old) if old.eni_id != eni_id => {
-            release_locked(store, ctx.aws, &old).await?;
+            release_locked(store, ctx.aws, &old, ctx.deadline).await?;
             None
         }
         p => p,
@@ -83,7 +83,7 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
     store.put(&record)?;
     crate::crash::point("add:before-ec2");
 
-    let ec2 = ec2_for(ctx.aws, &eni_id).await?;
+    let ec2 = batched_ec2(store, ctx.aws, &eni_id, ctx.deadline).await?;
     let assignment = Assignment {
         store,
         config,
@@ -91,7 +91,7 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
         previous: previous.as_ref(),
         deadline: ctx.deadline,
     };
-    let assigned = match assign_addresses(&assignment, ec2, &addrs).await {
+    let assigned = match assign_addresses(&assignment, &ec2, &addrs).await {
         Ok(a) => a,
         // The kept record lets DEL finish the job.
         Err(f) if f.keep_record => return Err(f.error),

@@ -129,6 +129,8 @@ async fn assign_family(
     let mut pending = addrs.to_vec();
     let mut taking: Vec<(IpAddr, String)> = Vec::new();
     let mut node_records: Option<Vec<Attachment>> = None;
+    // Once one of our sends may have been carried out, what is on the ENI may be ours: no adoption.
+    let mut uncertain = false;
     for round in 0..ROUNDS {
         let subject = format!("assign {} to {eni}", list(&pending));
         let refusal = match send(ec2, eni, &pending, !taking.is_empty()).await {
@@ -143,6 +145,7 @@ async fn assign_family(
             Err(e) if settles_nothing(&e) => return Err(from_cloud(&e, &subject)),
             Err(e) => e,
         };
+        uncertain |= refusal.maybe_applied();
         let holders = ec2
             .holders(&pending)
             .await
@@ -157,7 +160,7 @@ async fn assign_family(
                         Some(r) => r,
                         None => node_records.insert(a.store.all_on_node()?),
                     };
-                    if is_adopted(a.record, a.previous, records, addr) {
+                    if !uncertain && is_adopted(a.record, a.previous, records, addr) {
                         out.adopted.push(addr);
                     }
                 }
@@ -210,6 +213,7 @@ async fn assign_family(
                 "{} kept changing hands over {ROUNDS} rounds of assign and describe",
                 list(addrs)
             ),
+            maybe_applied: false,
         },
         &format!("assign {} to {eni}", list(addrs)),
     ))

@@ -1,6 +1,7 @@
 //! From the pod interface to a checked ENI: master link → MAC → ENI facts (IMDS, cached) → the
 //! safety rules of `safety.rs`.
 
+use super::batch::Batched;
 use super::errors::from_cloud;
 use super::safety::{
     check_not_primary, check_not_primary_ip, check_subnet, check_unmanaged, outside_subnet,
@@ -39,6 +40,21 @@ pub async fn ec2_for<'a, A: Aws>(aws: &'a A, eni: &str) -> Result<&'a A::Ec2, Cn
     aws.ec2()
         .await
         .map_err(|e| from_cloud(&e, &format!("prepare the EC2 client for {eni}")))
+}
+
+/// The EC2 client for changing `eni`'s addresses: its calls are batched with the node's other
+/// plugin processes (group commit) and paced by the node budget.
+pub async fn batched_ec2<'a, A: Aws>(
+    store: &'a Store,
+    aws: &'a A,
+    eni: &str,
+    deadline: Instant,
+) -> Result<Batched<'a, A::Ec2>, CniError> {
+    Ok(Batched::new(
+        ec2_for(aws, eni).await?,
+        store.node(),
+        deadline,
+    ))
 }
 
 /// The ENI behind `mac`, from the cache or IMDS (`refresh` skips the cache). A cache written

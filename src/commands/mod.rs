@@ -3,6 +3,7 @@
 
 pub mod add;
 pub mod assign;
+pub mod batch;
 pub mod check;
 pub mod del;
 pub mod eni;

@@ -3,7 +3,7 @@
 //! IP, never an adopted address, never one another record on the node still holds; an address
 //! that has already left the ENI (taken over by another node) is left alone.
 
-use super::eni::ec2_for;
+use super::eni::batched_ec2;
 use super::errors::from_cloud;
 use super::{list, split_families};
 use crate::cloud::{Aws, CloudError, Ec2, Metadata};
@@ -28,7 +28,7 @@ pub async fn release(
     deadline: Instant,
 ) -> Result<Released, CniError> {
     let _locks = store.lock_addresses(&record.addresses, deadline)?;
-    release_locked(store, aws, record).await
+    release_locked(store, aws, record, deadline).await
 }
 
 /// [`release`] for a caller that already holds the locks of the record's addresses.
@@ -36,6 +36,7 @@ pub async fn release_locked(
     store: &Store,
     aws: &impl Aws,
     record: &Attachment,
+    deadline: Instant,
 ) -> Result<Released, CniError> {
     let attached = aws
         .metadata()
@@ -72,8 +73,8 @@ pub async fn release_locked(
     let addresses = if releasable.is_empty() {
         Vec::new()
     } else {
-        let ec2 = ec2_for(aws, &record.eni_id).await?;
-        unassign_held(ec2, &record.eni_id, &releasable).await?
+        let ec2 = batched_ec2(store, aws, &record.eni_id, deadline).await?;
+        unassign_held(&ec2, &record.eni_id, &releasable).await?
     };
     crate::crash::point("release:after-ec2");
     store.remove(&record.key())?;

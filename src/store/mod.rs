@@ -12,18 +12,22 @@
 //! record hold it?" and its unassign cannot interleave with an ADD of the same address, whatever
 //! state dir either uses. No other module spells a path inside the state dir.
 
+mod budget;
 mod cache;
 mod error;
 mod fs;
 mod lock;
 mod node;
 mod record;
+mod spool;
 
+pub use budget::{BudgetLimits, BudgetState, NodeBudget, NodeSettings};
 pub use cache::{CachedEni, RegionFile};
 pub use error::StoreError;
 pub use lock::Locks;
 pub use node::{NodeDir, DEFAULT_NODE_DIR, NODE_DIR_ENV};
 pub use record::{Attachment, AttachmentKey, Phase};
+pub use spool::{BatchOp, BatchOutcome, BatchRequest, Spool};
 
 use fs::{read_json, write_json_atomic, Durability};
 use std::net::IpAddr;

@@ -1,22 +1,17 @@
 //! EC2 through aws-sdk-ec2, driven by our retry policy.
 
 use super::causes;
+use crate::cloud::error::THROTTLING_CODES;
 use crate::cloud::retry::{Outcome, RetryPolicy, Verdict};
-use crate::cloud::{AwsSettings, CloudError, Ec2, EniView};
+use crate::cloud::{AwsSettings, CallBudget, CloudError, Ec2, EniView};
 use aws_config::imds;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
-/// EC2 error codes that mean "slow down", not "no".
-const THROTTLING_CODES: [&str; 4] = [
-    "RequestLimitExceeded",
-    "Throttling",
-    "ThrottlingException",
-    "EC2ThrottledException",
-];
 const SERVER_CODES: [&str; 4] = [
     "InternalError",
     "InternalFailure",
@@ -25,10 +20,12 @@ const SERVER_CODES: [&str; 4] = [
 ];
 
 /// EC2 through aws-sdk-ec2.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AwsEc2 {
     client: aws_sdk_ec2::Client,
     policy: RetryPolicy,
+    /// Paces mutating calls node-wide; `None` sends at once.
+    budget: Option<Arc<dyn CallBudget>>,
 }
 
 impl AwsEc2 {
@@ -40,6 +37,7 @@ impl AwsEc2 {
         region: &str,
         imds: imds::Client,
         policy: RetryPolicy,
+        budget: Option<Arc<dyn CallBudget>>,
     ) -> AwsEc2 {
         let region = Region::new(region.to_string());
         let credentials = aws_config::default_provider::credentials::Builder::default()
@@ -60,10 +58,11 @@ impl AwsEc2 {
         AwsEc2 {
             client: aws_sdk_ec2::Client::from_conf(ec2.build()),
             policy,
+            budget,
         }
     }
 
-    async fn call<T, E, F, Fut>(&self, action: &'static str, op: F) -> Result<T, CloudError>
+    async fn call<T, E, F, Fut>(&self, action: &'static str, mut op: F) -> Result<T, CloudError>
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         F: FnMut() -> Fut,
@@ -72,22 +71,111 @@ impl AwsEc2 {
         >,
     {
         let started = std::time::Instant::now();
-        let outcome = self.policy.run(op, classify_ec2).await;
+        let mutating = !action.starts_with("Describe");
+        let budget = self.budget.as_deref().filter(|_| mutating);
+        let uncertain = std::cell::Cell::new(false);
+        let last_refusal: std::cell::RefCell<Option<String>> = Default::default();
+        let deadline = self.policy.deadline;
+        let outcome = self
+            .policy
+            .run(
+                || {
+                    // Lazy: nothing is sent until the budget's wait is over.
+                    let request = op();
+                    let wait = match budget {
+                        Some(b) => b.reserve(action, deadline),
+                        None => Some(std::time::Duration::ZERO),
+                    };
+                    async move {
+                        let wait = wait.ok_or(Attempt::OverBudget)?;
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                        request.await.map_err(Attempt::Sdk)
+                    }
+                },
+                |e| match e {
+                    Attempt::OverBudget => Verdict::Fail,
+                    Attempt::Sdk(e) => {
+                        if is_throttled(e) {
+                            if let Some(b) = budget {
+                                b.throttled();
+                            }
+                        }
+                        if let SdkError::ServiceError(ctx) = e {
+                            *last_refusal.borrow_mut() = Some(format!(
+                                "{}: {}",
+                                ctx.err().code().unwrap_or("HTTP error"),
+                                ctx.err().message().unwrap_or_default()
+                            ));
+                        }
+                        if may_have_applied(e) {
+                            uncertain.set(true);
+                        }
+                        classify_ec2(e)
+                    }
+                },
+            )
+            .await;
         tracing::debug!(
             action,
             ok = matches!(outcome, Outcome::Done(_)),
             ms = started.elapsed().as_millis() as u64,
             "EC2"
         );
+        let over_budget = || {
+            CloudError::Transient {
+            action,
+            reason: match last_refusal.borrow().as_deref() {
+                Some(last) => format!("{last}; the node's EC2 budget, slowed by throttling, allows no further attempt before the deadline (timeoutMs)"),
+                None => "the node's EC2 budget has no token before the deadline (timeoutMs): other calls from this node came first".into(),
+            },
+        }
+        };
+        let uncertain = uncertain.get();
         match outcome {
             Outcome::Done(v) => Ok(v),
-            Outcome::Failed(e) => Err(ec2_error(action, &e, false)),
-            Outcome::OutOfTime(Some(e)) => Err(ec2_error(action, &e, true)),
+            Outcome::Failed(Attempt::Sdk(e)) => Err(ec2_error(action, &e, false, uncertain)),
+            Outcome::OutOfTime(Some(Attempt::Sdk(e))) => {
+                Err(ec2_error(action, &e, true, uncertain))
+            }
+            Outcome::Failed(Attempt::OverBudget)
+            | Outcome::OutOfTime(Some(Attempt::OverBudget)) => Err(over_budget()),
             Outcome::OutOfTime(None) => Err(CloudError::Transient {
                 action,
                 reason: "no answer before the deadline (timeoutMs)".into(),
             }),
         }
+    }
+}
+
+/// One attempt's failure: EC2's (or the transport's), or the node budget's refusal to wait that long.
+enum Attempt<E> {
+    Sdk(E),
+    OverBudget,
+}
+
+fn is_throttled<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> bool {
+    matches!(e, SdkError::ServiceError(ctx) if THROTTLING_CODES.contains(&ctx.err().code().unwrap_or_default()))
+}
+
+/// A request that timed out, broke mid-flight or failed on the server may still have been carried
+/// out; one that was throttled or refused was not.
+fn may_have_applied<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default();
+            !THROTTLING_CODES.contains(&code)
+                && (SERVER_CODES.contains(&code) || ctx.raw().status().as_u16() >= 500)
+        }
+        _ => false,
     }
 }
 
@@ -120,6 +208,7 @@ fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
     action: &'static str,
     e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
     out_of_time: bool,
+    maybe_applied: bool,
 ) -> CloudError {
     let transient = out_of_time || classify_ec2(e) == Verdict::Retry;
     match e {
@@ -127,6 +216,7 @@ fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
             action,
             code: ctx.err().code().unwrap_or("Unknown").to_string(),
             message: ctx.err().message().unwrap_or_default().to_string(),
+            maybe_applied,
         },
         SdkError::ServiceError(ctx) => CloudError::Transient {
             action,
@@ -144,6 +234,7 @@ fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
             action,
             code: "ClientError".into(),
             message: causes(other),
+            maybe_applied,
         },
     }
 }
@@ -223,6 +314,7 @@ impl Ec2 for AwsEc2 {
                 action: "DescribeNetworkInterfaces",
                 code: "InvalidNetworkInterfaceID.NotFound".into(),
                 message: format!("The networkInterface ID '{eni}' does not exist"),
+                maybe_applied: false,
             })
     }
 

@@ -8,27 +8,32 @@ pub use ec2::AwsEc2;
 pub use imds::AwsMetadata;
 
 use super::retry::RetryPolicy;
-use super::{Aws, AwsSettings, CloudError, Metadata, RegionCache};
+use super::{Aws, AwsSettings, CallBudget, CloudError, Metadata, RegionCache};
+use std::sync::Arc;
 
 /// The real clients. The region comes from the settings, else the region cache, else IMDS.
 pub struct AwsClients<R> {
     settings: AwsSettings,
     metadata: AwsMetadata,
     region_cache: R,
+    budget: Option<Arc<dyn CallBudget>>,
     policy: RetryPolicy,
     ec2: tokio::sync::OnceCell<AwsEc2>,
 }
 
 impl<R: RegionCache> AwsClients<R> {
+    /// `budget` paces every mutating EC2 call of the node; `None` sends at once.
     pub fn new(
         settings: AwsSettings,
         region_cache: R,
+        budget: Option<Arc<dyn CallBudget>>,
         policy: RetryPolicy,
     ) -> Result<AwsClients<R>, CloudError> {
         Ok(AwsClients {
             metadata: AwsMetadata::new(&settings, policy)?,
             settings,
             region_cache,
+            budget,
             policy,
             ec2: tokio::sync::OnceCell::new(),
         })
@@ -59,7 +64,14 @@ impl<R: RegionCache> Aws for AwsClients<R> {
         self.ec2
             .get_or_try_init(|| async {
                 let region = self.region().await?;
-                Ok(AwsEc2::new(&self.settings, &region, self.metadata.client(), self.policy).await)
+                Ok(AwsEc2::new(
+                    &self.settings,
+                    &region,
+                    self.metadata.client(),
+                    self.policy,
+                    self.budget.clone(),
+                )
+                .await)
             })
             .await
     }

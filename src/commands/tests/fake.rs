@@ -24,6 +24,9 @@ pub struct FakeAws {
     /// (it remaps asynchronously).
     pub remap_lag: RefCell<u32>,
     recently_unassigned: RefCell<Vec<Ipv6Addr>>,
+    /// The next in-use refusal says an earlier attempt of the request may have been carried out
+    /// (as after a timeout, or from a sender that crashed before answering).
+    pub refuse_as_maybe_applied: RefCell<bool>,
 }
 
 pub const INSTANCE: &str = "i-0a1b2c3d4e5f60001";
@@ -61,6 +64,7 @@ impl FakeAws {
             detached: RefCell::default(),
             remap_lag: RefCell::new(0),
             recently_unassigned: RefCell::default(),
+            refuse_as_maybe_applied: RefCell::new(false),
         };
         for (eni, mac, primary) in [
             (ENI, MAC, "198.18.1.10"),
@@ -147,6 +151,7 @@ impl FakeAws {
             action,
             code: code.into(),
             message,
+            maybe_applied: false,
         }
     }
 
@@ -159,11 +164,12 @@ impl FakeAws {
     }
 
     fn in_use(&self, action: &'static str, addr: impl std::fmt::Display) -> CloudError {
-        Self::api(
+        CloudError::Api {
             action,
-            &self.in_use_code.borrow(),
-            format!("Address {addr} is in use"),
-        )
+            code: self.in_use_code.borrow().to_string(),
+            message: format!("Address {addr} is in use"),
+            maybe_applied: self.refuse_as_maybe_applied.replace(false),
+        }
     }
 }
 

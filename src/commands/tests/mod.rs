@@ -74,6 +74,7 @@ impl Bed {
                 action,
                 code: code.into(),
                 message: format!("{code} (injected)"),
+                maybe_applied: false,
             },
         );
     }
@@ -242,4 +243,5 @@ fn gc_keeps_going_past_a_failure_and_reports_it() {
     assert_eq!(bed.aws.holds(ENI).len(), 1);
 }
 
+mod batching;
 mod hardening;

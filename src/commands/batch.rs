@@ -1,0 +1,247 @@
+//! Group commit: the `Ec2` that ADD and release use for mutating calls. A call becomes a request in
+//! the ENI's spool; whoever takes the ENI's batch lock first sends every pending request, one EC2
+//! call per kind, and answers each requester. A lone request goes out at once; requests that come
+//! while a call is in flight share the next one. When EC2 refuses a shared call for a reason that
+//! may belong to one request (in use, outside the subnet, the limit), each request is sent alone so
+//! that each pod gets its own answer. Safety stays with the callers: they hold the address locks
+//! and decide from describes, exactly as without batching.
+
+use crate::cloud::{CloudError, Ec2, EniView};
+use crate::store::{BatchOp, BatchOutcome, BatchRequest, NodeDir, Spool};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+pub struct Batched<'a, E> {
+    inner: &'a E,
+    node: &'a NodeDir,
+    deadline: Instant,
+}
+
+impl<'a, E: Ec2> Batched<'a, E> {
+    pub fn new(inner: &'a E, node: &'a NodeDir, deadline: Instant) -> Self {
+        Batched {
+            inner,
+            node,
+            deadline,
+        }
+    }
+
+    async fn submit(&self, eni: &str, op: BatchOp, addrs: Vec<IpAddr>) -> Result<(), CloudError> {
+        let spool = self.node.spool(eni);
+        let ticket = match spool.submit(op, &addrs, self.deadline) {
+            Ok(t) => t,
+            Err(e) => {
+                // A spool that cannot be written costs the batching, never the pod.
+                tracing::warn!(error = %e, "batch spool unusable: sending alone");
+                return send(self.inner, eni, op, &addrs).await;
+            }
+        };
+        let _lead = match spool.lead(self.deadline) {
+            Ok(l) => l,
+            Err(_) => {
+                spool.withdraw(&ticket);
+                return Err(CloudError::Transient {
+                    action: op.action(),
+                    reason: format!(
+                        "another process on this node was still sending the batch for {eni} at the deadline"
+                    ),
+                });
+            }
+        };
+        if let Some(outcome) = spool.take_outcome(&ticket) {
+            return into_result(op, outcome);
+        }
+        let own = self.lead(&spool, eni, &ticket).await;
+        spool.withdraw(&ticket);
+        own
+    }
+
+    /// Sends everything pending on the ENI; returns what became of `own`.
+    async fn lead(&self, spool: &Spool, eni: &str, own: &str) -> Result<(), CloudError> {
+        let mut groups: BTreeMap<BatchOp, Vec<(String, BatchRequest)>> = BTreeMap::new();
+        for (ticket, req) in spool.pending() {
+            groups.entry(req.op).or_default().push((ticket, req));
+        }
+        let mut own_result = None;
+        for (op, mut group) in groups {
+            for (ticket, req) in group.iter_mut() {
+                spool.mark_sent(ticket, req);
+            }
+            let all: Vec<IpAddr> = group
+                .iter()
+                .flat_map(|(_, r)| r.addresses.clone())
+                .collect();
+            let shared = group.len() > 1;
+            let result = send(self.inner, eni, op, &all).await;
+            if shared {
+                crate::crash::point("batch:after-shared-ec2");
+            }
+            match result {
+                Err(e) if shared && !belongs_to_all(&e) => {
+                    for (ticket, req) in &group {
+                        let alone = send(self.inner, eni, op, &req.addresses).await;
+                        settle(spool, own, ticket, req, alone, &mut own_result);
+                    }
+                }
+                r => {
+                    for (ticket, req) in &group {
+                        settle(spool, own, ticket, req, r.clone(), &mut own_result);
+                    }
+                }
+            }
+        }
+        // Our request was dropped as past its deadline before it could be sent.
+        own_result.unwrap_or_else(|| {
+            Err(CloudError::Transient {
+                action: "batch",
+                reason: format!("the request for {eni} reached its deadline before it was sent"),
+            })
+        })
+    }
+}
+
+/// A refusal that no single request caused: every request of the call gets it.
+fn belongs_to_all(e: &CloudError) -> bool {
+    matches!(
+        e,
+        CloudError::Transient { .. } | CloudError::Metadata { .. }
+    ) || matches!(
+        e.api_code(),
+        Some(
+            "UnauthorizedOperation"
+                | "AuthFailure"
+                | "InvalidNetworkInterfaceID.NotFound"
+                | "InvalidNetworkInterfaceID.Malformed"
+        )
+    )
+}
+
+/// Answers one request. A transient failure is answered only to ourselves: the others stay
+/// pending for the next sender, whose deadline may be later than ours.
+fn settle(
+    spool: &Spool,
+    own: &str,
+    ticket: &str,
+    req: &BatchRequest,
+    result: Result<(), CloudError>,
+    own_result: &mut Option<Result<(), CloudError>>,
+) {
+    // Sent before by a sender that died: what EC2 refuses now may be what that send did.
+    let result = match result {
+        Err(CloudError::Api {
+            action,
+            code,
+            message,
+            maybe_applied,
+        }) => Err(CloudError::Api {
+            action,
+            code,
+            message,
+            maybe_applied: maybe_applied || req.sends > 1,
+        }),
+        other => other,
+    };
+    if ticket == own {
+        *own_result = Some(result);
+        return;
+    }
+    let outcome = match result {
+        Ok(()) => BatchOutcome::Done,
+        Err(CloudError::Transient { .. }) => return,
+        Err(e) => BatchOutcome::Refused {
+            code: e.api_code().unwrap_or("Unknown").to_string(),
+            message: match &e {
+                CloudError::Api { message, .. } => message.clone(),
+                other => other.to_string(),
+            },
+            maybe_applied: e.maybe_applied(),
+        },
+    };
+    spool.answer(ticket, &outcome);
+}
+
+fn into_result(op: BatchOp, outcome: BatchOutcome) -> Result<(), CloudError> {
+    match outcome {
+        BatchOutcome::Done => Ok(()),
+        BatchOutcome::Refused {
+            code,
+            message,
+            maybe_applied,
+        } => Err(CloudError::Api {
+            action: op.action(),
+            code,
+            message,
+            maybe_applied,
+        }),
+    }
+}
+
+async fn send(ec2: &impl Ec2, eni: &str, op: BatchOp, addrs: &[IpAddr]) -> Result<(), CloudError> {
+    let v4: Vec<Ipv4Addr> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v) => Some(*v),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<Ipv6Addr> = addrs
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(v) => Some(*v),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    match op {
+        BatchOp::AssignIpv4 { allow_reassignment } => {
+            ec2.assign_ipv4(eni, &v4, allow_reassignment).await
+        }
+        BatchOp::UnassignIpv4 => ec2.unassign_ipv4(eni, &v4).await,
+        BatchOp::AssignIpv6 => ec2.assign_ipv6(eni, &v6).await,
+        BatchOp::UnassignIpv6 => ec2.unassign_ipv6(eni, &v6).await,
+    }
+}
+
+fn v4s(addrs: &[Ipv4Addr]) -> Vec<IpAddr> {
+    addrs.iter().map(|a| IpAddr::V4(*a)).collect()
+}
+
+fn v6s(addrs: &[Ipv6Addr]) -> Vec<IpAddr> {
+    addrs.iter().map(|a| IpAddr::V6(*a)).collect()
+}
+
+impl<E: Ec2> Ec2 for Batched<'_, E> {
+    async fn assign_ipv4(
+        &self,
+        eni: &str,
+        addrs: &[Ipv4Addr],
+        allow_reassignment: bool,
+    ) -> Result<(), CloudError> {
+        let op = BatchOp::AssignIpv4 { allow_reassignment };
+        self.submit(eni, op, v4s(addrs)).await
+    }
+
+    async fn unassign_ipv4(&self, eni: &str, addrs: &[Ipv4Addr]) -> Result<(), CloudError> {
+        self.submit(eni, BatchOp::UnassignIpv4, v4s(addrs)).await
+    }
+
+    async fn assign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError> {
+        self.submit(eni, BatchOp::AssignIpv6, v6s(addrs)).await
+    }
+
+    async fn unassign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError> {
+        self.submit(eni, BatchOp::UnassignIpv6, v6s(addrs)).await
+    }
+
+    async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError> {
+        self.inner.describe_eni(eni).await
+    }
+
+    async fn holders(&self, addrs: &[IpAddr]) -> Result<Vec<EniView>, CloudError> {
+        self.inner.holders(addrs).await
+    }
+
+    async fn eni_by_mac(&self, mac: &str) -> Result<Option<EniView>, CloudError> {
+        self.inner.eni_by_mac(mac).await
+    }
+}

@@ -1,0 +1,78 @@
+//! Group commit against the fake: what shares a call, and who gets which answer.
+
+use super::fake::MANAGED;
+use super::*;
+use crate::store::{BatchOp, BatchOutcome};
+use std::time::{Duration, Instant};
+
+#[test]
+fn one_bad_address_in_a_batch_of_ten_gets_its_own_answer_and_nine_succeed() {
+    let bed = Bed::new();
+    bed.aws.move_addr("198.18.1.59", None, Some(MANAGED));
+    let spool = bed.store.node().spool(ENI);
+    let far = Instant::now() + Duration::from_secs(30);
+    // Nine requests of pods waiting on the ENI, and one for an address a VPC CNI ENI holds.
+    let waiting: Vec<(String, &str)> = (50..60)
+        .map(|i| {
+            let addr = format!("198.18.1.{i}");
+            let op = BatchOp::AssignIpv4 {
+                allow_reassignment: false,
+            };
+            (
+                spool.submit(op, &[ip(&addr)], far).unwrap(),
+                if i == 59 { "bad" } else { "good" },
+            )
+        })
+        .collect();
+    // This ADD takes the batch lock and sends for everyone.
+    bed.run("ADD", "c60", conf(&["198.18.1.60/24"]), add)
+        .unwrap();
+    assert_eq!(
+        bed.aws.count("AssignPrivateIpAddresses"),
+        1 + 11,
+        "one shared call, refused; then each request alone"
+    );
+    for (ticket, kind) in &waiting {
+        match (spool.take_outcome(ticket), *kind) {
+            (Some(BatchOutcome::Done), "good") => {}
+            (Some(BatchOutcome::Refused { code, .. }), "bad") => {
+                assert_eq!(code, "InvalidIPAddress.InUse")
+            }
+            (other, kind) => panic!("{kind} request {ticket}: {other:?}"),
+        }
+    }
+    let mut held = bed.aws.holds(ENI);
+    held.sort();
+    let expected: Vec<IpAddr> = (50..=60)
+        .filter(|i| *i != 59)
+        .map(|i| ip(&format!("198.18.1.{i}")))
+        .collect();
+    assert_eq!(held, expected);
+    assert_eq!(bed.aws.holds(MANAGED), vec![ip("198.18.1.59")], "untouched");
+}
+
+#[test]
+fn a_lone_request_is_sent_at_once_and_leaves_nothing_in_the_spool() {
+    let bed = Bed::new();
+    bed.run("ADD", "c0", conf(&["198.18.1.4/24"]), add).unwrap();
+    let before = bed.aws.mutating();
+    let started = Instant::now();
+    bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
+    bed.run("DEL", "c1", conf(&[]), del).unwrap();
+    assert_eq!(bed.aws.mutating() - before, 2, "one call each");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(bed.store.node().spool(ENI).pending().is_empty());
+}
+
+#[test]
+fn a_request_resent_after_a_crashed_sender_is_never_adopted() {
+    let bed = Bed::new();
+    // A sender died after EC2 carried out .5 for pod c1, before answering: c1's ADD, retried,
+    // finds .5 on the ENI. Its request went out twice, so .5 is c1's own, not adopted.
+    bed.aws.move_addr("198.18.1.5", None, Some(ENI));
+    *bed.aws.refuse_as_maybe_applied.borrow_mut() = true;
+    bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
+    assert!(bed.store.all().unwrap()[0].adopted.is_empty());
+    bed.run("DEL", "c1", conf(&[]), del).unwrap();
+    assert!(bed.aws.holds(ENI).is_empty(), "released as its own");
+}
