@@ -6,6 +6,7 @@ use crate::cloud::CallBudget;
 use crate::cni::version::{supported_list, SUPPORTED};
 use crate::cni::{CniError, CniVersion, Command, Environment, ErrorCode, NetConf};
 use crate::commands::{self, Ctx, Summary};
+use crate::config::ipam::IpamConfig;
 use crate::config::PluginConfig;
 use crate::node::NetlinkHost;
 use crate::store::{NodeDir, Store};
@@ -44,28 +45,16 @@ pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> R
         Err(e) => return error_reply(&e, &reply_version),
     };
     let version = conf.cni_version.as_str().to_string();
-    let config = if env.command == Command::Del {
-        // DEL needs only its key: broken keys fall back to their defaults, and are logged.
-        let (config, problems) = PluginConfig::lenient(&conf.raw);
-        crate::log::init(&config);
-        for p in problems {
-            tracing::warn!(network = %conf.name, problem = %p, "DEL goes on with the default for a broken key");
-        }
-        config
-    } else {
-        match PluginConfig::from_map(&conf.raw) {
-            Ok(c) => c,
-            Err(e) => {
-                crate::log::init(&PluginConfig::default());
-                log_outcome(&env, &conf, started, &Err(e.clone()));
-                return error_reply(&e, &version);
-            }
+    let (config, ipam) = match load(&env, &conf) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            crate::log::init(&PluginConfig::default());
+            log_outcome(&env, &conf, started, &Err(e.clone()));
+            return error_reply(&e, &version);
         }
     };
-    if env.command != Command::Del {
-        crate::log::init(&config);
-    }
-    let outcome = gate(&env, &conf).and_then(|()| execute(&env, &conf, &config, started));
+    let outcome =
+        gate(&env, &conf).and_then(|()| execute(&env, &conf, &config, ipam.as_ref(), started));
     log_outcome(
         &env,
         &conf,
@@ -82,6 +71,32 @@ pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> R
         },
         Err(e) => error_reply(&e, &version),
     }
+}
+
+/// The plugin's keys: beside `"type": "aws-eni-ip"` when chained, in the `ipam` object in IPAM
+/// mode. DEL needs only its key: broken keys fall back to their defaults, and are logged.
+fn load(env: &Environment, conf: &NetConf) -> Result<(PluginConfig, Option<IpamConfig>), CniError> {
+    let ipam_block = match conf.plugin_type.as_str() {
+        "aws-eni-ip" => None,
+        _ => IpamConfig::find(&conf.raw),
+    };
+    if env.command == Command::Del {
+        let (config, problems) = PluginConfig::lenient(ipam_block.unwrap_or(&conf.raw));
+        crate::log::init(&config);
+        for p in problems {
+            tracing::warn!(network = %conf.name, problem = %p, "DEL goes on with the default for a broken key");
+        }
+        return Ok((config, None));
+    }
+    let loaded = match ipam_block {
+        Some(_) => {
+            let ipam = IpamConfig::from_netconf(&conf.raw)?;
+            (ipam.plugin.clone(), Some(ipam))
+        }
+        None => (PluginConfig::from_map(&conf.raw)?, None),
+    };
+    crate::log::init(&loaded.0);
+    Ok(loaded)
 }
 
 /// CHECK arrived in 0.4.0, STATUS and GC in 1.1.0: older configs may not use them.
@@ -106,6 +121,7 @@ fn execute(
     env: &Environment,
     conf: &NetConf,
     config: &PluginConfig,
+    ipam: Option<&IpamConfig>,
     started: Instant,
 ) -> Result<(String, Summary), CniError> {
     let deadline = started + config.timeout;
@@ -140,9 +156,11 @@ fn execute(
     };
     let work = async {
         match env.command {
-            Command::Add => commands::add::add(&ctx)
-                .await
-                .map(|(result, s)| (result.to_string(), s)),
+            Command::Add => match ipam {
+                None => commands::add::add(&ctx).await,
+                Some(ipam) => commands::ipam::add(&ctx, ipam).await,
+            }
+            .map(|(result, s)| (result.to_string(), s)),
             Command::Del => commands::del::del(&ctx).await.map(|s| (String::new(), s)),
             Command::Check => commands::check::check(&ctx)
                 .await

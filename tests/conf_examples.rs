@@ -1,22 +1,26 @@
 //! Every example in conf/ is something a user can apply as is: a NetworkAttachmentDefinition (or a
-//! plain conflist) whose chain has exactly one aws-eni-ip block after the interface plugin, and
-//! whose aws-eni-ip block the plugin itself accepts.
+//! plain conflist) whose chain has exactly one aws-eni-ip block after the interface plugin, or an
+//! interface plugin whose IPAM is aws-eni-ip, and whose block the plugin itself accepts.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use aws_eni_ip::config::ipam::IpamConfig;
 use aws_eni_ip::config::PluginConfig;
 use serde_json::{Map, Value};
 
 const CONF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf");
 const INTERFACE_PLUGINS: [&str; 2] = ["ipvlan", "macvlan"];
-const EXPECTED: [&str; 6] = [
+const EXPECTED: [&str; 9] = [
     "ipvlan-whereabouts-ipv4.yaml",
     "ipvlan-whereabouts-ipv6.yaml",
     "ipvlan-whereabouts-dualstack.yaml",
     "ipvlan-host-local.yaml",
     "ipvlan-sbr.yaml",
     "cnitool-ipvlan.conflist",
+    "ipvlan-ipam-ipv4.yaml",
+    "ipvlan-ipam-dualstack.yaml",
+    "ipvlan-ipam-static-floating.yaml",
 ];
 
 fn examples() -> Vec<PathBuf> {
@@ -114,6 +118,52 @@ fn checked_aws_block(path: &Path, conflist: &Value) -> Value {
     block
 }
 
+/// The interface plugin whose IPAM is aws-eni-ip, if the list uses IPAM mode.
+fn ipam_mode_plugin(conflist: &Value) -> Option<&Value> {
+    conflist["plugins"]
+        .as_array()?
+        .iter()
+        .find(|p| p["ipam"]["type"] == "aws-eni-ip")
+}
+
+/// IPAM mode: the interface plugin's config, as libcni hands it on (name, cniVersion injected),
+/// is one the plugin accepts, and no chained aws-eni-ip repeats it.
+fn checked_ipam_block(path: &Path, conflist: &Value, plugin: &Value) {
+    let where_ = path.display();
+    assert!(
+        INTERFACE_PLUGINS.contains(&plugin["type"].as_str().unwrap_or_default()),
+        "{where_}: aws-eni-ip IPAM under {}",
+        plugin["type"]
+    );
+    let mut conf = plugin.as_object().unwrap().clone();
+    conf.insert("cniVersion".into(), conflist["cniVersion"].clone());
+    conf.insert("name".into(), conflist["name"].clone());
+    if let Err(e) = IpamConfig::from_netconf(&conf) {
+        panic!("{where_}: the plugin refuses its IPAM block: {e}");
+    }
+    let chained = conflist["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "aws-eni-ip")
+        .count();
+    assert_eq!(
+        chained, 0,
+        "{where_}: IPAM mode needs no chained aws-eni-ip"
+    );
+}
+
+#[test]
+fn the_static_ipam_example_declares_the_ips_capability() {
+    let config = nad_config(&Path::new(CONF_DIR).join("ipvlan-ipam-static-floating.yaml"));
+    assert_eq!(config["plugins"][0]["capabilities"]["ips"], true);
+    let raw =
+        fs::read_to_string(Path::new(CONF_DIR).join("ipvlan-ipam-static-floating.yaml")).unwrap();
+    assert!(
+        raw.contains("k8s.v1.cni.cncf.io/networks: '[{\"name\": \"ipvlan-ipam-static\", \"ips\"")
+    );
+}
+
 #[test]
 fn the_expected_examples_exist() {
     let names: Vec<String> = examples()
@@ -141,7 +191,12 @@ fn every_example_is_a_valid_chain_with_one_aws_eni_ip_block() {
             }
             _ => panic!("{}: conf/ holds only .yaml and .conflist", path.display()),
         };
-        checked_aws_block(&path, &conflist);
+        match ipam_mode_plugin(&conflist) {
+            Some(plugin) => checked_ipam_block(&path, &conflist, plugin),
+            None => {
+                checked_aws_block(&path, &conflist);
+            }
+        }
         checked += 1;
     }
     assert!(checked >= EXPECTED.len());

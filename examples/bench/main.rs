@@ -17,6 +17,7 @@ mod python;
 mod report;
 mod scale;
 mod single;
+mod single_report;
 mod stats;
 
 use child::{Exec, Live, Peak, Sampler};
@@ -178,6 +179,24 @@ fn pod_conf(ctx: &Ctx, node: &Node, master: &str, dir: &Path, pod: Ipv4Addr, pre
     })
 }
 
+/// The config macvlan hands its IPAM plugin when the IPAM is aws-eni-ip.
+fn ipam_conf(ctx: &Ctx, node: &Node, master: &str, dir: &Path) -> Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": "bench-ipam",
+        "type": "macvlan",
+        "master": master,
+        "mode": "bridge",
+        "ipam": {
+            "type": "aws-eni-ip",
+            "ec2Endpoint": ctx.sim.ec2_url(),
+            "imdsEndpoint": ctx.sim.imds_url(&node.instance),
+            "stateDir": dir.join("state"),
+            "logFile": dir.join("plugin.log"),
+        }
+    })
+}
+
 /// The plugin as a runtime runs it: clean environment, CNI_* variables, config on stdin. Each
 /// bench node's state dir is also its node dir, as the default stateDir is on a real node.
 fn plugin_cmd(plugin: &Path, command: &str, container: &str, stdin: &[u8]) -> Command {
@@ -193,10 +212,12 @@ fn plugin_cmd(plugin: &Path, command: &str, container: &str, stdin: &[u8]) -> Co
             "CNI_ARGS",
             format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={container}"),
         );
-    if let Some(dir) = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| v["stateDir"].as_str().map(str::to_string))
-    {
+    if let Some(dir) = serde_json::from_slice::<Value>(stdin).ok().and_then(|v| {
+        v["stateDir"]
+            .as_str()
+            .or_else(|| v["ipam"]["stateDir"].as_str())
+            .map(str::to_string)
+    }) {
         c.env(aws_eni_ip::store::NODE_DIR_ENV, dir);
     }
     c

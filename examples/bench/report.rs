@@ -47,7 +47,7 @@ pub(crate) fn render(
         ctx.plugin.display()
     );
 
-    single::report(w, ctx, python, single);
+    single_report::report(w, ctx, python, single);
     burst::report(w, ctx, burst);
     scale::report(w, ctx, scale, nproc);
     // 7

@@ -11,17 +11,19 @@ pub(crate) enum Kind {
     FirstAdd,
     Add,
     Del,
+    IpamAdd,
     FloorEnv,
     FloorImds,
     Python,
 }
 
 impl Kind {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::FirstAdd => "first ADD on the ENI (empty state dir)",
             Kind::Add => "ADD (later ones)",
             Kind::Del => "DEL",
+            Kind::IpamAdd => "IPAM mode ADD (EC2 chooses the address)",
             Kind::FloorEnv => "floor, credentials + region from env",
             Kind::FloorImds => "floor, credentials + region from IMDS",
             Kind::Python => "Python + boto3 baseline (AWS sample's calls)",
@@ -41,22 +43,22 @@ pub(crate) struct Single {
 }
 
 impl Single {
-    fn vals(&self, lat: u64, k: Kind, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+    pub(crate) fn vals(&self, lat: u64, k: Kind, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
         self.samples
             .get(&(lat, k))
             .map(|v| v.iter().map(f).collect())
             .unwrap_or_default()
     }
-    fn wall(&self, lat: u64, k: Kind) -> Option<stats::Summary> {
+    pub(crate) fn wall(&self, lat: u64, k: Kind) -> Option<stats::Summary> {
         summarize(&self.vals(lat, k, |s| s.exec.wall_ms))
     }
-    fn cpu(&self, lat: u64, k: Kind) -> Option<stats::Summary> {
+    pub(crate) fn cpu(&self, lat: u64, k: Kind) -> Option<stats::Summary> {
         summarize(&self.vals(lat, k, |s| s.exec.cpu_ms))
     }
-    fn rss(&self, lat: u64, k: Kind) -> Option<stats::Summary> {
+    pub(crate) fn rss(&self, lat: u64, k: Kind) -> Option<stats::Summary> {
         summarize(&self.vals(lat, k, |s| s.exec.maxrss_kib as f64 / 1024.0))
     }
-    fn calls(&self, k: Kind, f: impl Fn(&OpCalls) -> u64) -> Vec<f64> {
+    pub(crate) fn calls(&self, k: Kind, f: impl Fn(&OpCalls) -> u64) -> Vec<f64> {
         self.samples
             .iter()
             .filter(|((_, kind), _)| *kind == k)
@@ -174,6 +176,27 @@ pub(crate) fn single(ctx: &Ctx, python: Option<&Python>) -> Result<Single, Strin
                 |s| !holds(s, &eni.id, ips[1]),
             );
 
+            // IPAM mode: macvlan's IPAM call, EC2 picks the address; its DEL is not measured.
+            let c = format!("ipam{lat}x{i}");
+            let conf = ipam_conf(ctx, node, master, &warm_dir).to_string();
+            let count = |s: &Sim| s.state().eni(&eni.id).map_or(0, |e| e.private_ips.len());
+            measure(
+                ctx,
+                &mut out,
+                rec(Kind::IpamAdd),
+                &mut plugin_cmd(&ctx.plugin, "ADD", &c, conf.as_bytes()),
+                conf.as_bytes(),
+                |s| count(s) == 1,
+            );
+            measure(
+                ctx,
+                &mut out,
+                None,
+                &mut plugin_cmd(&ctx.plugin, "DEL", &c, conf.as_bytes()),
+                conf.as_bytes(),
+                |s| count(s) == 0,
+            );
+
             // The floor, both credential paths; the simulator takes the address back out of band.
             let mut floor = Command::new(&ctx.floor);
             floor
@@ -224,233 +247,3 @@ pub(crate) fn single(ctx: &Ctx, python: Option<&Python>) -> Result<Single, Strin
 
 // ---------------------------------------------------------------------------------------------
 // Items 5 and 6: many plugin processes at once.
-
-/// Sections 1–4 of the report.
-pub(crate) fn report(w: &mut String, ctx: &Ctx, python: &Result<Python, String>, single: &Single) {
-    let o = &ctx.opts;
-    // 1 + 2
-    let _ = writeln!(w, "## 1–2. One ADD / DEL, whole process, and the floor\n");
-    let _ = writeln!(
-        w,
-        "{} runs each (after {WARMUP} warm-up runs), interleaved: first ADD, its DEL, later ADD, DEL, floor (env), floor (IMDS), Python. IMDS latency 1 ms; EC2 latency as shown, every action.\n",
-        o.runs
-    );
-    let _ = writeln!(
-        w,
-        "| operation | EC2 latency | wall ms | CPU ms | peak RSS MiB |"
-    );
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|");
-    for lat in [0, LATENCY_MS] {
-        for k in [
-            Kind::FirstAdd,
-            Kind::Add,
-            Kind::Del,
-            Kind::FloorEnv,
-            Kind::FloorImds,
-        ] {
-            let _ = writeln!(
-                w,
-                "| {} | {lat} ms | {} | {} | {} |",
-                k.label(),
-                fmt(single.wall(lat, k), 1),
-                fmt(single.cpu(lat, k), 1),
-                fmt(single.rss(lat, k), 1)
-            );
-        }
-    }
-    let _ = writeln!(w);
-    let _ = writeln!(w, "Floor = `examples/floor.rs`: one signed AssignPrivateIpAddresses with the same aws-sdk-ec2, current-thread tokio runtime, then exit. The plugin takes its credentials and region from IMDS (3–4 extra IMDS requests per process), so the floor is given both ways.\n");
-    let _ = writeln!(
-        w,
-        "| ratio (wall, medians) | EC2 0 ms | EC2 {LATENCY_MS} ms | goal |"
-    );
-    let _ = writeln!(w, "|---|---:|---:|---|");
-    for (name, a, b, goal) in [
-        (
-            "later ADD / floor (env credentials)",
-            Kind::Add,
-            Kind::FloorEnv,
-            true,
-        ),
-        (
-            "later ADD / floor (IMDS credentials)",
-            Kind::Add,
-            Kind::FloorImds,
-            false,
-        ),
-        (
-            "first ADD / floor (env credentials)",
-            Kind::FirstAdd,
-            Kind::FloorEnv,
-            false,
-        ),
-        (
-            "first ADD / floor (IMDS credentials)",
-            Kind::FirstAdd,
-            Kind::FloorImds,
-            false,
-        ),
-        (
-            "DEL / floor (env credentials)",
-            Kind::Del,
-            Kind::FloorEnv,
-            false,
-        ),
-    ] {
-        let r0 = ratio(single.wall(0, a), single.wall(0, b));
-        let r50 = ratio(single.wall(LATENCY_MS, a), single.wall(LATENCY_MS, b));
-        let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into());
-        let verdict = if goal {
-            match r50 {
-                Some(v) if v <= 1.2 => {
-                    "≤ 1.2 at 50 ms: **met** (main 2f49c27: 1.17–1.20)".to_string()
-                }
-                Some(v) => format!("≤ 1.2 at 50 ms: **MISSED** ({v:.2}; main 2f49c27: 1.17–1.20)"),
-                None => "not measured".into(),
-            }
-        } else {
-            String::new()
-        };
-        let _ = writeln!(w, "| {name} | {} | {} | {verdict} |", f(r0), f(r50));
-    }
-    let _ = writeln!(w);
-
-    // 3
-    let _ = writeln!(w, "## 3. Calls per operation (simulator counters)\n");
-    let _ = writeln!(
-        w,
-        "Over all {} runs of both latencies; one number means every run made the same calls.\n",
-        o.runs * 2
-    );
-    let _ = writeln!(
-        w,
-        "| operation | EC2 mutating | EC2 describes | IMDS requests | goal |"
-    );
-    let _ = writeln!(w, "|---|---:|---:|---:|---|");
-    let all_eq = |v: &[f64], x: f64| !v.is_empty() && v.iter().all(|&y| y == x);
-    for k in [
-        Kind::FirstAdd,
-        Kind::Add,
-        Kind::Del,
-        Kind::FloorEnv,
-        Kind::FloorImds,
-        Kind::Python,
-    ] {
-        let m = single.calls(k, |c| c.mutating);
-        let d = single.calls(k, |c| c.describes);
-        let i = single.calls(k, |c| c.imds);
-        let goal = match k {
-            Kind::FirstAdd => format!(
-                "1 mutating: {}",
-                if all_eq(&m, 1.0) {
-                    "**met**"
-                } else {
-                    "**MISSED**"
-                }
-            ),
-            Kind::Add => format!(
-                "1 mutating, 0 describes: {}",
-                if all_eq(&m, 1.0) && all_eq(&d, 0.0) {
-                    "**met**"
-                } else {
-                    "**MISSED**"
-                }
-            ),
-            Kind::Del => format!(
-                "1 mutating: {}",
-                if all_eq(&m, 1.0) {
-                    "**met**"
-                } else {
-                    "**MISSED**"
-                }
-            ),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {goal} |",
-            k.label(),
-            fmt_count(&m),
-            fmt_count(&d),
-            fmt_count(&i)
-        );
-    }
-    let actions: BTreeMap<String, u64> = single
-        .samples
-        .iter()
-        .filter(|((l, k), _)| *l == LATENCY_MS && *k == Kind::Python)
-        .flat_map(|(_, v)| v.first().map(|s| s.calls.by_action.clone()))
-        .next()
-        .unwrap_or_default();
-    if !actions.is_empty() {
-        let _ = writeln!(
-            w,
-            "\nPython baseline, EC2 calls of one run: {}.",
-            actions
-                .iter()
-                .map(|(k, v)| format!("{k} ×{v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let _ = writeln!(w);
-
-    // 4
-    let _ = writeln!(
-        w,
-        "## 4. Baseline: AWS's sample approach (Python + boto3)\n"
-    );
-    match python {
-        Err(e) => {
-            let _ = writeln!(w, "**Not measured**: {e}.\n");
-        }
-        Ok(py) => {
-            let _ = writeln!(
-                w,
-                "`scripts/bench/sample_ipmgmt.py` ({}), written here from the sample's description: IMDS token + identity document, DescribeInstances, DescribeSubnets per secondary ENI (the bench node has one), AssignPrivateIpAddresses; boto3 takes its credentials from IMDS. Started as the sample's container starts it (`python script.py`), from the same bench loop as the rows above. **Not measurable here: the container start (image pull, sandbox, initContainer scheduling) that the sample also pays for every pod**, and its sidecar mode's polling every 0.5 s; so these figures are a lower bound for the sample.\n",
-                py.version
-            );
-            let _ = writeln!(w, "| EC2 latency | Python wall ms | Python CPU ms | Python peak RSS MiB | ours (later ADD) wall ms | ours RSS MiB | Python / ours: wall | CPU | RSS |");
-            let _ = writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-            for lat in [0, LATENCY_MS] {
-                let f = |x: Option<f64>| {
-                    x.map(|v| format!("{v:.1}×"))
-                        .unwrap_or_else(|| "n/a".into())
-                };
-                let _ = writeln!(
-                    w,
-                    "| {lat} ms | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    fmt(single.wall(lat, Kind::Python), 1),
-                    fmt(single.cpu(lat, Kind::Python), 1),
-                    fmt(single.rss(lat, Kind::Python), 1),
-                    fmt(single.wall(lat, Kind::Add), 1),
-                    fmt(single.rss(lat, Kind::Add), 1),
-                    f(ratio(
-                        single.wall(lat, Kind::Python),
-                        single.wall(lat, Kind::Add)
-                    )),
-                    f(ratio(
-                        single.cpu(lat, Kind::Python),
-                        single.cpu(lat, Kind::Add)
-                    )),
-                    f(ratio(
-                        single.rss(lat, Kind::Python),
-                        single.rss(lat, Kind::Add)
-                    )),
-                );
-            }
-            let _ = writeln!(w);
-        }
-    }
-    if !single.failures.is_empty() {
-        let _ = writeln!(
-            w,
-            "**Failures in sections 1–4: {}** (first ones):\n",
-            single.failures.len()
-        );
-        for f in single.failures.iter().take(5) {
-            let _ = writeln!(w, "- {f}");
-        }
-        let _ = writeln!(w);
-    }
-}

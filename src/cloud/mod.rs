@@ -98,6 +98,10 @@ pub trait Ec2 {
     async fn unassign_ipv4(&self, eni: &str, addrs: &[Ipv4Addr]) -> Result<(), CloudError>;
     async fn assign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
     async fn unassign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
+    /// EC2 chooses `count` free IPv4 addresses of the ENI's subnet and assigns them.
+    async fn assign_ipv4_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv4Addr>, CloudError>;
+    /// EC2 chooses `count` free IPv6 addresses of the ENI's subnet and assigns them.
+    async fn assign_ipv6_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv6Addr>, CloudError>;
     async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError>;
     /// Every ENI that holds one of `addrs` now (DescribeNetworkInterfaces by address filter).
     async fn holders(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<EniView>, CloudError>;

@@ -8,7 +8,8 @@ use super::{Ctx, Summary};
 use crate::cloud::Aws;
 use crate::cni::{CniError, ErrorCode};
 use crate::node::Host;
-use crate::store::{now_unix, Attachment, Locks, Phase};
+use crate::node::MasterLink;
+use crate::store::{now_unix, Attachment, CachedEni, Locks, Phase};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -34,20 +35,59 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
             Summary::note(format!("prevResult has no address on {}", env.ifname)),
         ));
     }
-    if addrs.len() > MAX_POD_ADDRESSES {
-        return Err(CniError::invalid_config(format!(
-            "prevResult carries {} addresses on {}; aws-eni-ip assigns at most {MAX_POD_ADDRESSES} per pod interface",
-            addrs.len(),
-            env.ifname
-        ))
-        .with_details("check the IPAM configuration of this network"));
-    }
-
+    check_count(addrs.len(), &env.ifname)?;
     let master = find_master(ctx.host, config, env.netns.as_deref(), &env.ifname)?;
     let eni = checked_eni(store, ctx.aws, &master, config, &addrs, ctx.deadline).await?;
-    let eni_id = eni.facts.eni_id.clone();
+    let summary = attach(ctx, &master, &eni, &addrs, Caller::Chained).await?;
+    Ok((output, summary))
+}
 
-    let (_locks, previous) = lock_with_previous(ctx, &addrs)?;
+/// More addresses than [`MAX_POD_ADDRESSES`] on one pod interface is code 7, before any call.
+pub fn check_count(count: usize, ifname: &str) -> Result<(), CniError> {
+    if count <= MAX_POD_ADDRESSES {
+        return Ok(());
+    }
+    Err(CniError::invalid_config(format!(
+        "{count} addresses asked for on {ifname}; aws-eni-ip assigns at most {MAX_POD_ADDRESSES} per pod interface"
+    ))
+    .with_details("check the IPAM configuration of this network"))
+}
+
+/// Which plugin of the chain is attaching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Chained,
+    Ipam,
+}
+
+/// Records and assigns `addrs` on `eni` for this attachment — the write-ahead record, the
+/// assign, the final record — and says what it did. Chained ADD and IPAM mode share it.
+pub async fn attach<A: Aws, H: Host>(
+    ctx: &Ctx<'_, A, H>,
+    master: &MasterLink,
+    eni: &CachedEni,
+    addrs: &[IpAddr],
+    caller: Caller,
+) -> Result<Summary, CniError> {
+    let (env, config, store) = (ctx.env, ctx.config, ctx.store);
+    check_count(addrs.len(), &env.ifname)?;
+    let eni_id = eni.facts.eni_id.clone();
+    let (_locks, previous) = lock_with_previous(ctx, addrs)?;
+    // A chained aws-eni-ip after IPAM mode in one chain: the IPAM call just assigned them. Any
+    // other repeated ADD assigns again, since a floating address may have moved meanwhile.
+    if let Some(done) = previous.as_ref().filter(|p| {
+        caller == Caller::Chained
+            && p.by_ipam
+            && p.phase == Phase::Assigned
+            && p.eni_id == eni_id
+            && addrs.iter().all(|a| p.addresses.contains(a))
+    }) {
+        return Ok(Summary {
+            eni: Some(eni_id),
+            addresses: done.addresses.clone(),
+            note: "already assigned by this attachment".into(),
+        });
+    }
     // A repeated ADD on another ENI: what the earlier one assigned there would leak otherwise.
     let previous = match previous {
         Some(old) if old.eni_id != eni_id => {
@@ -62,13 +102,14 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
         ifname: env.ifname.clone(),
         eni_id: eni_id.clone(),
         mac: master.mac.clone(),
-        addresses: addrs.clone(),
+        addresses: addrs.to_vec(),
         phase: Phase::Assigning,
         created_unix: now_unix(),
         netns: env.netns.clone(),
         pod: env.pod(),
         instance_id: eni.facts.instance_id.clone(),
         adopted: Vec::new(),
+        by_ipam: caller == Caller::Ipam,
     };
     // A repeated ADD keeps what the earlier one recorded, so DEL releases it all.
     if let Some(old) = &previous {
@@ -91,7 +132,7 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
         previous: previous.as_ref(),
         deadline: ctx.deadline,
     };
-    let assigned = match assign_addresses(&assignment, &ec2, &addrs).await {
+    let assigned = match assign_addresses(&assignment, &ec2, addrs).await {
         Ok(a) => a,
         // The kept record lets DEL finish the job.
         Err(f) if f.keep_record => return Err(f.error),
@@ -123,14 +164,11 @@ pub async fn add<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<(Value, Summary
             super::list(&assigned.adopted)
         ));
     }
-    Ok((
-        output,
-        Summary {
-            eni: Some(eni_id),
-            addresses: addrs,
-            note,
-        },
-    ))
+    Ok(Summary {
+        eni: Some(eni_id),
+        addresses: addrs.to_vec(),
+        note,
+    })
 }
 
 /// Locks `addrs` and whatever the attachment's earlier record holds, then reads that record.

@@ -233,6 +233,15 @@ impl<E: Ec2> Ec2 for Batched<'_, E> {
         self.submit(eni, BatchOp::UnassignIpv6, v6s(addrs)).await
     }
 
+    // EC2 picks these addresses: nothing to share with another request, but the budget applies.
+    async fn assign_ipv4_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv4Addr>, CloudError> {
+        self.inner.assign_ipv4_count(eni, count).await
+    }
+
+    async fn assign_ipv6_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv6Addr>, CloudError> {
+        self.inner.assign_ipv6_count(eni, count).await
+    }
+
     async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError> {
         self.inner.describe_eni(eni).await
     }

@@ -9,6 +9,7 @@ pub mod del;
 pub mod eni;
 pub mod errors;
 pub mod gc;
+pub mod ipam;
 pub mod release;
 pub mod safety;
 pub mod status;

@@ -39,6 +39,9 @@ pub struct Attachment {
     /// Addresses that were on the ENI before this attachment's first assign: never released.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<IpAddr>,
+    /// Written by IPAM mode: a chained aws-eni-ip later in the same chain has nothing to do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_ipam: bool,
 }
 
 impl Attachment {

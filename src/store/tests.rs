@@ -15,6 +15,7 @@ fn record(container: &str, eni: &str, addrs: &[&str]) -> Attachment {
         pod: None,
         instance_id: None,
         adopted: Vec::new(),
+        by_ipam: false,
     }
 }
 

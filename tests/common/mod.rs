@@ -296,7 +296,13 @@ pub fn run_plugin_with(
 fn node_dir_of(stdin: &[u8]) -> String {
     serde_json::from_slice::<Value>(stdin)
         .ok()
-        .and_then(|v| v["stateDir"].as_str().map(str::to_string))
+        .and_then(|v| {
+            // Chained: beside "type"; IPAM mode: in the "ipam" object.
+            v["stateDir"]
+                .as_str()
+                .or_else(|| v["ipam"]["stateDir"].as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| {
             std::env::temp_dir()
                 .join(format!("aws-eni-ip-test-node-{}", std::process::id()))

@@ -4,6 +4,7 @@
 //! never skips, without them. Scenarios run one at a time: they share the kernel's network state.
 
 mod harness;
+mod ipam;
 
 use harness::*;
 use serde_json::{json, Value};

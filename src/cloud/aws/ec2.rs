@@ -298,6 +298,40 @@ impl Ec2 for AwsEc2 {
         .map(|_| ())
     }
 
+    async fn assign_ipv4_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv4Addr>, CloudError> {
+        let out = self
+            .call("AssignPrivateIpAddresses", || {
+                self.client
+                    .assign_private_ip_addresses()
+                    .network_interface_id(eni)
+                    .secondary_private_ip_address_count(count as i32)
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .assigned_private_ip_addresses()
+            .iter()
+            .filter_map(|a| a.private_ip_address()?.parse().ok())
+            .collect())
+    }
+
+    async fn assign_ipv6_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv6Addr>, CloudError> {
+        let out = self
+            .call("AssignIpv6Addresses", || {
+                self.client
+                    .assign_ipv6_addresses()
+                    .network_interface_id(eni)
+                    .ipv6_address_count(count as i32)
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .assigned_ipv6_addresses()
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect())
+    }
+
     async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError> {
         let out = self
             .call("DescribeNetworkInterfaces", || {

@@ -302,6 +302,38 @@ impl Ec2 for FakeAws {
         Ok(())
     }
 
+    async fn assign_ipv4_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv4Addr>, CloudError> {
+        self.enter("AssignPrivateIpAddresses")?;
+        let chosen: Vec<Ipv4Addr> = (4..255u8)
+            .map(|i| Ipv4Addr::new(198, 18, 1, i))
+            .filter(|a| self.holder(IpAddr::V4(*a)).is_none())
+            .take(count as usize)
+            .collect();
+        self.enis
+            .borrow_mut()
+            .get_mut(eni)
+            .unwrap()
+            .ipv4
+            .extend(&chosen);
+        Ok(chosen)
+    }
+
+    async fn assign_ipv6_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv6Addr>, CloudError> {
+        self.enter("AssignIpv6Addresses")?;
+        let chosen: Vec<Ipv6Addr> = (0x10..0xffffu16)
+            .map(|i| Ipv6Addr::new(0x2001, 0xdb8, 0x100, 1, 0, 0, 0, i))
+            .filter(|a| self.holder(IpAddr::V6(*a)).is_none())
+            .take(count as usize)
+            .collect();
+        self.enis
+            .borrow_mut()
+            .get_mut(eni)
+            .unwrap()
+            .ipv6
+            .extend(&chosen);
+        Ok(chosen)
+    }
+
     async fn describe_eni(&self, eni: &str) -> Result<EniView, CloudError> {
         self.enter("DescribeNetworkInterfaces")?;
         self.enis.borrow().get(eni).cloned().ok_or_else(|| {

@@ -47,6 +47,7 @@ type options struct {
 	cacheDir  string
 	cniPath   string
 	args      string
+	capArgs   string
 	valid     string
 	timeout   time.Duration
 }
@@ -71,6 +72,7 @@ func main() {
 	fs.StringVar(&o.cacheDir, "cache-dir", "/var/lib/cni", "libcni result cache directory")
 	fs.StringVar(&o.cniPath, "cni-path", envOr("CNI_PATH", "/opt/cni/bin"), "plugin search path, ':'-separated")
 	fs.StringVar(&o.args, "args", "", "CNI_ARGS, K=V;K=V")
+	fs.StringVar(&o.capArgs, "capability-args", envOr("CAP_ARGS", ""), "capability args as JSON, e.g. {\"ips\":[\"198.18.1.5/24\"]} (cnitool's CAP_ARGS)")
 	fs.StringVar(&o.valid, "valid", "", "gc: attachments still in use, ID/IFNAME,...")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Second, "deadline for the whole command")
 	fs.Usage = usage
@@ -115,6 +117,12 @@ func main() {
 			NetNS:       o.netns,
 			IfName:      o.ifname,
 			Args:        parseArgs(o.args),
+		}
+		if o.capArgs != "" {
+			if err := json.Unmarshal([]byte(o.capArgs), &rt.CapabilityArgs); err != nil {
+				fmt.Fprintf(os.Stderr, "cni-driver: --capability-args is not a JSON object: %v\n", err)
+				os.Exit(2)
+			}
 		}
 		switch cmd {
 		case "add":

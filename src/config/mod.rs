@@ -1,6 +1,8 @@
 //! The plugin's own keys beside `"type": "aws-eni-ip"`: parsed and validated once, before any side
 //! effect. Unknown keys are ignored, as CNI convention expects.
 
+pub mod ipam;
+
 use crate::cloud::AwsSettings;
 use crate::cni::CniError;
 use serde_json::{Map, Value};
