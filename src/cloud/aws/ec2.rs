@@ -75,6 +75,15 @@ impl AwsEc2 {
         }
     }
 
+    /// Wraps a client built elsewhere (a Lambda builds one per invocation deadline).
+    pub fn from_client(client: aws_sdk_ec2::Client, policy: RetryPolicy) -> AwsEc2 {
+        AwsEc2 {
+            client,
+            policy,
+            budget: None,
+        }
+    }
+
     /// The SDK client, for callers with actions of their own; run them through [`sdk_call`].
     pub fn client(&self) -> &aws_sdk_ec2::Client {
         &self.client
