@@ -53,7 +53,7 @@ demo: deps
 	@bash scripts/demo.sh
 
 bench:
-	$(CARGO) build --release --locked -p aws-eni-ip --bins --examples
+	$(CARGO) build --release --locked -p aws-eni-ip --bins --examples -p aws-eni-ip-hook
 	$(CARGO) run --release --locked -p aws-eni-ip --example bench
 
 # Python tools from PyPI, pinned, in a venv of their own (Debian's pip refuses system installs).
