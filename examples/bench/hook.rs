@@ -1,5 +1,5 @@
-//! 8. The node-group hook: its release binary's size, and its cold start — process start to the
-//! first lifecycle event handled — through a minimal Lambda Runtime API served here.
+//! Section 8, the node-group hook: its release binary's size, and its cold start (process start
+//! to the first lifecycle event handled) through a minimal Lambda Runtime API served here.
 
 use super::*;
 use std::io::{BufRead, BufReader, Read, Write};

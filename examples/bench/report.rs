@@ -2,6 +2,7 @@
 
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn render(
     ctx: &Ctx,
     python: &Result<python::Python, String>,
