@@ -8,7 +8,7 @@ IMAGE   ?= aws-eni-ip:$(VERSION)
 DRIVER  := tests/runtime/bin/cni-driver
 GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$${GOCACHE:-$(CURDIR)/target/go-build}
 
-.PHONY: help build release driver deps unit test e2e demo bench lint install image
+.PHONY: help build release driver deps unit test e2e demo bench lint lint-cfn hook install image
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -18,7 +18,9 @@ help:
 	@echo "make e2e       only the end-to-end tests (tests/e2e/; root)"
 	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
 	@echo "make bench     benchmark (release build)"
-	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver"
+	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver, cfn-lint of install/"
+	@echo "make lint-cfn  cfn-lint (pinned, from PyPI into target/tools) of install/node-group-hook.yaml"
+	@echo "make hook      the node-group hook's Lambda bundle: target/lambda/aws-eni-ip-hook/bootstrap.zip"
 	@echo "make install   copy target/release/aws-eni-ip to \$$(DESTDIR)/opt/cni/bin"
 	@echo "make image     docker build -f install/Dockerfile (needs a Docker engine; none on the dev machines)"
 
@@ -51,10 +53,29 @@ demo: deps
 	@bash scripts/demo.sh
 
 bench:
-	$(CARGO) build --release --locked -p aws-eni-ip --bins --examples
+	$(CARGO) build --release --locked -p aws-eni-ip --bins --examples -p aws-eni-ip-hook
 	$(CARGO) run --release --locked -p aws-eni-ip --example bench
 
-lint:
+# Python tools from PyPI, pinned, in a venv of their own (Debian's pip refuses system installs).
+TOOLS        := target/tools
+CFN_LINT     := cfn-lint==1.58.0
+CARGO_LAMBDA := cargo-lambda==1.9.2 ziglang==0.13.0
+
+$(TOOLS)/bin/python:
+	@bash scripts/install-deps.sh python3 python3-venv
+	python3 -m venv $(TOOLS)
+
+lint-cfn: $(TOOLS)/bin/python
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CFN_LINT)
+	$(TOOLS)/bin/cfn-lint install/node-group-hook.yaml
+
+# cargo-lambda cross-builds with zig; both come from PyPI. Upload the zip and deploy the template.
+hook: $(TOOLS)/bin/python
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CARGO_LAMBDA)
+	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH cargo-lambda lambda build --release --locked -p aws-eni-ip-hook --output-format zip
+	@ls -l target/lambda/aws-eni-ip-hook/bootstrap.zip
+
+lint: lint-cfn
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@if command -v go >/dev/null; then \

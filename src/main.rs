@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Some("install") => aws_eni_ip::cli::install::run(&args[1..]),
         Some("state") => aws_eni_ip::cli::state::run(&args[1..]),
         Some("budget") => aws_eni_ip::cli::budget::run(&args[1..]),
+        Some("subnet") => aws_eni_ip::cli::subnet::run(&args[1..]),
         Some("version" | "--version" | "-V") => {
             println!("{}", aws_eni_ip::plugin::version_text());
             ExitCode::SUCCESS
@@ -24,7 +25,9 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "aws-eni-ip {}: a chained CNI plugin (run by the container runtime with CNI_COMMAND set)\n\
-                 usage: aws-eni-ip install [--cni-bin-dir DIR] [--keep] | aws-eni-ip state [--state-dir DIR] [--json] | aws-eni-ip budget [--burst N --refill-per-second R] | aws-eni-ip version",
+                 usage: aws-eni-ip install [--cni-bin-dir DIR] [--keep] | aws-eni-ip state [--state-dir DIR] [--json]\n       \
+                 | aws-eni-ip budget [--burst N --refill-per-second R]\n       \
+                 | aws-eni-ip subnet check|reserve --subnet S --cidr C [--json] | aws-eni-ip version",
                 aws_eni_ip::VERSION
             );
             ExitCode::from(2)

@@ -11,7 +11,7 @@ pub const REGION: &str = "us-west-2";
 const AZ: &str = "us-west-2a";
 const VPC: &str = "vpc-0be00000000000001";
 const SUBNET_PRIMARY: &str = "subnet-0be0000000000001";
-const SUBNET_BENCH: &str = "subnet-0be0000000000002";
+pub const SUBNET_BENCH: &str = "subnet-0be0000000000002";
 const SUBNET_SCALE: &str = "subnet-0be0000000000003";
 
 /// One secondary ENI: what the plugin's `master` link must carry, and where its pods' addresses start.

@@ -11,6 +11,7 @@
 
 mod burst;
 mod child;
+mod hook;
 mod layout;
 mod phase;
 mod python;
@@ -306,6 +307,8 @@ fn real_main() -> Result<(), String> {
     let single = single::single(&ctx, python.as_ref().ok())?;
     let burst = burst::burst(&ctx)?;
     let scale = scale::scale(&ctx)?;
+    let hook_bin = profile_dir.join("aws-eni-ip-hook");
+    let hook = hook::hook(&ctx, &hook_bin, 10);
     let load_end = report::loadavg();
     let _ = std::fs::remove_dir_all(&work);
 
@@ -315,6 +318,7 @@ fn real_main() -> Result<(), String> {
         &single,
         &burst,
         &scale,
+        &hook,
         (&load_start, &load_end),
         started,
     );

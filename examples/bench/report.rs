@@ -2,12 +2,14 @@
 
 use super::*;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn render(
     ctx: &Ctx,
     python: &Result<python::Python, String>,
     single: &single::Single,
     burst: &[burst::BurstRun],
     scale: &[scale::ScaleRun],
+    hook: &Result<hook::HookBench, String>,
     load: (&str, &str),
     started: Instant,
 ) -> String {
@@ -74,6 +76,7 @@ pub(crate) fn render(
         w,
         "\nRelease profile: lto = \"thin\", codegen-units = 4, strip = true, panic = \"abort\".\n"
     );
+    hook::report(w, hook);
     let _ = writeln!(
         w,
         "_Bench wall time: {:.0} s._",

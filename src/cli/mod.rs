@@ -3,3 +3,4 @@
 pub mod budget;
 pub mod install;
 pub mod state;
+pub mod subnet;

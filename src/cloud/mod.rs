@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod error;
 pub mod retry;
+pub mod subnet;
 
 pub use error::CloudError;
 

@@ -62,6 +62,37 @@ impl AwsEc2 {
         }
     }
 
+    /// Credentials and region from the standard chain (env, shared config and credentials files
+    /// with their profiles, SSO when built with the `sso` feature, web identity, ECS, IMDS), as an
+    /// operator's shell or a Lambda function has them; endpoint from `AWS_ENDPOINT_URL_EC2` /
+    /// `AWS_ENDPOINT_URL`. `region` overrides the chain's.
+    pub async fn from_standard_chain(region: Option<&str>, policy: RetryPolicy) -> AwsEc2 {
+        let shared = standard_config(region).await;
+        AwsEc2 {
+            client: aws_sdk_ec2::Client::new(&shared),
+            policy,
+            budget: None,
+        }
+    }
+
+    /// Wraps a client built elsewhere (a Lambda builds one per invocation deadline).
+    pub fn from_client(client: aws_sdk_ec2::Client, policy: RetryPolicy) -> AwsEc2 {
+        AwsEc2 {
+            client,
+            policy,
+            budget: None,
+        }
+    }
+
+    /// The SDK client, for callers with actions of their own; run them through [`sdk_call`].
+    pub fn client(&self) -> &aws_sdk_ec2::Client {
+        &self.client
+    }
+
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
     async fn call<T, E, F, Fut>(&self, action: &'static str, mut op: F) -> Result<T, CloudError>
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -146,6 +177,57 @@ impl AwsEc2 {
                 reason: "no answer before the deadline (timeoutMs)".into(),
             }),
         }
+    }
+}
+
+/// The SDK's shared config from the standard chain, with the SDK's own retries off.
+pub async fn standard_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    loader.load().await
+}
+
+/// One call of any AWS SDK (EC2, Auto Scaling) under the retry policy, its failure classified
+/// into a [`CloudError`] the same way for every caller.
+pub async fn sdk_call<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    action: &'static str,
+    op: F,
+) -> Result<T, CloudError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
+    >,
+{
+    let started = std::time::Instant::now();
+    let uncertain = std::cell::Cell::new(false);
+    let outcome = policy
+        .run(op, |e| {
+            if may_have_applied(e) {
+                uncertain.set(true);
+            }
+            classify_ec2(e)
+        })
+        .await;
+    tracing::debug!(
+        action,
+        ok = matches!(outcome, Outcome::Done(_)),
+        ms = started.elapsed().as_millis() as u64,
+        "AWS"
+    );
+    match outcome {
+        Outcome::Done(v) => Ok(v),
+        Outcome::Failed(e) => Err(ec2_error(action, &e, false, uncertain.get())),
+        Outcome::OutOfTime(Some(e)) => Err(ec2_error(action, &e, true, uncertain.get())),
+        Outcome::OutOfTime(None) => Err(CloudError::Transient {
+            action,
+            reason: "no answer before the deadline".into(),
+        }),
     }
 }
 

@@ -3,8 +3,9 @@
 
 mod ec2;
 mod imds;
+mod subnet;
 
-pub use ec2::AwsEc2;
+pub use ec2::{sdk_call, standard_config, AwsEc2};
 pub use imds::AwsMetadata;
 
 use super::retry::RetryPolicy;

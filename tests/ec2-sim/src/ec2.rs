@@ -27,12 +27,12 @@ impl Params {
         Params(pairs.into_iter().collect())
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str)
     }
 
     /// Values of `prefix.1`, `prefix.2`, … ordered by index.
-    fn list(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn list(&self, prefix: &str) -> Vec<String> {
         let mut v: Vec<(u32, String)> = self
             .0
             .iter()
@@ -45,7 +45,7 @@ impl Params {
         v.into_iter().map(|(_, s)| s).collect()
     }
 
-    fn bool(&self, k: &str) -> Result<Option<bool>, Ec2Error> {
+    pub(crate) fn bool(&self, k: &str) -> Result<Option<bool>, Ec2Error> {
         match self.get(k) {
             None => Ok(None),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -57,7 +57,7 @@ impl Params {
     }
 
     /// `Filter.N.Name` with `Filter.N.Value.M`, ordered by N.
-    fn filters(&self) -> Result<Vec<(String, Vec<String>)>, Ec2Error> {
+    pub(crate) fn filters(&self) -> Result<Vec<(String, Vec<String>)>, Ec2Error> {
         let mut idx: Vec<u32> = self
             .0
             .keys()
@@ -78,7 +78,41 @@ impl Params {
             .collect()
     }
 
-    fn require(&self, k: &str) -> Result<&str, Ec2Error> {
+    /// Tags of `TagSpecification.N` whose `ResourceType` is `resource_type`; any other type is
+    /// `InvalidParameterValue`, as EC2 tags only the resource the action creates.
+    pub(crate) fn tag_specifications(
+        &self,
+        resource_type: &str,
+    ) -> Result<BTreeMap<String, String>, Ec2Error> {
+        let mut tags = BTreeMap::new();
+        for n in 1.. {
+            let prefix = format!("TagSpecification.{n}");
+            if !self.0.keys().any(|k| k.starts_with(&format!("{prefix}."))) {
+                break;
+            }
+            let rt = self.get(&format!("{prefix}.ResourceType")).unwrap_or("");
+            if rt != resource_type {
+                return Err(Ec2Error::invalid(format!(
+                    "'{rt}' is not a valid taggable resource type for this operation; expected '{resource_type}'"
+                )));
+            }
+            for m in 1.. {
+                let Some(k) = self.get(&format!("{prefix}.Tag.{m}.Key")) else {
+                    break;
+                };
+                if k.is_empty() || k.starts_with("aws:") {
+                    return Err(Ec2Error::invalid(format!(
+                        "Tag key '{k}' is invalid: empty, or in the reserved aws: namespace"
+                    )));
+                }
+                let v = self.get(&format!("{prefix}.Tag.{m}.Value")).unwrap_or("");
+                tags.insert(k.to_string(), v.to_string());
+            }
+        }
+        Ok(tags)
+    }
+
+    pub(crate) fn require(&self, k: &str) -> Result<&str, Ec2Error> {
         self.get(k).filter(|v| !v.is_empty()).ok_or_else(|| {
             Ec2Error::new(
                 "MissingParameter",
@@ -157,12 +191,21 @@ pub(crate) async fn handle(engine: &Engine, authorization: Option<&str>, params:
 
 /// The ENI an action is authorised against; Describe* take no resource-level permissions in EC2.
 fn eni_resource<'a>(action: &str, p: &'a Params) -> Option<&'a str> {
-    action
-        .ends_with("Addresses")
-        .then(|| p.get("NetworkInterfaceId").unwrap_or("*"))
+    let on_eni = action.ends_with("Addresses")
+        || matches!(
+            action,
+            "AttachNetworkInterface" | "DeleteNetworkInterface" | "ModifyNetworkInterfaceAttribute"
+        );
+    on_eni.then(|| p.get("NetworkInterfaceId").unwrap_or("*"))
 }
 
 fn execute(engine: &Engine, action: &str, p: &Params) -> Result<String, Ec2Error> {
+    if let Some(r) = crate::reservations::execute(engine, action, p) {
+        return r;
+    }
+    if let Some(r) = crate::interfaces::execute(engine, action, p) {
+        return r;
+    }
     match action {
         "AssignPrivateIpAddresses" => {
             let eni = p.require("NetworkInterfaceId")?;
@@ -249,6 +292,24 @@ fn execute(engine: &Engine, action: &str, p: &Params) -> Result<String, Ec2Error
     }
 }
 
+/// A `<tagSet>` at the given indentation.
+pub(crate) fn tag_set_xml(x: &mut String, indent: &str, tags: &BTreeMap<String, String>) {
+    if tags.is_empty() {
+        let _ = writeln!(x, "{indent}<tagSet/>");
+        return;
+    }
+    let _ = writeln!(x, "{indent}<tagSet>");
+    for (k, v) in tags {
+        let _ = writeln!(
+            x,
+            "{indent}    <item><key>{}</key><value>{}</value></item>",
+            xml_escape(k),
+            xml_escape(v)
+        );
+    }
+    let _ = writeln!(x, "{indent}</tagSet>");
+}
+
 fn unsupported_prefixes() -> Ec2Error {
     Ec2Error::new(
         "UnsupportedOperation",
@@ -257,7 +318,7 @@ fn unsupported_prefixes() -> Ec2Error {
 }
 
 /// Checks `MaxResults`/`NextToken`; returns (offset, page size).
-fn paging(p: &Params, with_ids: bool) -> Result<(usize, Option<usize>), Ec2Error> {
+pub(crate) fn paging(p: &Params, with_ids: bool) -> Result<(usize, Option<usize>), Ec2Error> {
     let max = match p.get("MaxResults") {
         None => None,
         Some(v) => {
@@ -289,7 +350,7 @@ fn paging(p: &Params, with_ids: bool) -> Result<(usize, Option<usize>), Ec2Error
     Ok((start, max))
 }
 
-fn page<T>(items: Vec<T>, start: usize, max: Option<usize>) -> (Vec<T>, Option<String>) {
+pub(crate) fn page<T>(items: Vec<T>, start: usize, max: Option<usize>) -> (Vec<T>, Option<String>) {
     let total = items.len();
     let end = max.map_or(total, |m| start.saturating_add(m).min(total));
     let next = (end < total).then(|| format!("sim-{end}"));
@@ -303,7 +364,7 @@ fn page<T>(items: Vec<T>, start: usize, max: Option<usize>) -> (Vec<T>, Option<S
     )
 }
 
-fn matches_any(values: &[String], candidates: &[String]) -> bool {
+pub(crate) fn matches_any(values: &[String], candidates: &[String]) -> bool {
     values
         .iter()
         .any(|v| candidates.iter().any(|c| glob_match(v, c)))
@@ -359,7 +420,7 @@ fn eni_filter_values(engine: &Engine, e: &EniState, name: &str) -> Option<Vec<St
     })
 }
 
-fn invalid_filter(name: &str) -> Ec2Error {
+pub(crate) fn invalid_filter(name: &str) -> Ec2Error {
     Ec2Error::invalid(format!("The filter '{name}' is invalid"))
 }
 
@@ -399,7 +460,7 @@ fn describe_network_interfaces(engine: &Engine, p: &Params) -> Result<String, Ec
 }
 
 /// One ENI as an `<item>`; `in_instance` selects DescribeInstances' InstanceNetworkInterface shape.
-fn eni_xml(engine: &Engine, x: &mut String, e: &EniState, in_instance: bool) {
+pub(crate) fn eni_xml(engine: &Engine, x: &mut String, e: &EniState, in_instance: bool) {
     let sub = &engine.model.subnets[&e.subnet_id];
     let owner = &engine.model.world.account_id;
     let hexpart = e.id.trim_start_matches("eni-");
@@ -420,16 +481,44 @@ fn eni_xml(engine: &Engine, x: &mut String, e: &EniState, in_instance: bool) {
     }
     let _ = write!(
         x,
-        "            <description/>\n            <ownerId>{owner}</ownerId>\n            <status>{}</status>\n            <macAddress>{}</macAddress>\n            <privateIpAddress>{}</privateIpAddress>\n            <privateDnsName>{}</privateDnsName>\n            <sourceDestCheck>true</sourceDestCheck>\n            <interfaceType>interface</interfaceType>\n            <groupSet/>\n",
+        "            <ownerId>{owner}</ownerId>\n            <status>{}</status>\n            <macAddress>{}</macAddress>\n            <privateIpAddress>{}</privateIpAddress>\n            <privateDnsName>{}</privateDnsName>\n            <sourceDestCheck>true</sourceDestCheck>\n            <interfaceType>interface</interfaceType>\n",
         if attached { "in-use" } else { "available" },
         xml_escape(&e.mac),
         e.primary_ip,
         dns_name(e.primary_ip, &sub.az)
     );
+    if e.description.is_empty() {
+        x.push_str("            <description/>\n");
+    } else {
+        let _ = writeln!(
+            x,
+            "            <description>{}</description>",
+            xml_escape(&e.description)
+        );
+    }
+    if e.security_groups.is_empty() {
+        x.push_str("            <groupSet/>\n");
+    } else {
+        x.push_str("            <groupSet>\n");
+        for g in &e.security_groups {
+            let _ = writeln!(
+                x,
+                "                <item><groupId>{}</groupId><groupName>{}</groupName></item>",
+                xml_escape(g),
+                xml_escape(g)
+            );
+        }
+        x.push_str("            </groupSet>\n");
+    }
     if let (Some(iid), Some(dev)) = (&e.instance_id, e.device_index) {
+        let attachment = e
+            .attachment_id
+            .clone()
+            .unwrap_or_else(|| format!("eni-attach-{hexpart}"));
         let _ = write!(
             x,
-            "            <attachment>\n                <attachmentId>eni-attach-{hexpart}</attachmentId>\n"
+            "            <attachment>\n                <attachmentId>{}</attachmentId>\n",
+            xml_escape(&attachment)
         );
         if !in_instance {
             let _ = write!(
@@ -441,24 +530,11 @@ fn eni_xml(engine: &Engine, x: &mut String, e: &EniState, in_instance: bool) {
         let _ = write!(
             x,
             "                <deviceIndex>{dev}</deviceIndex>\n                <networkCardIndex>0</networkCardIndex>\n                <status>attached</status>\n                <attachTime>2024-01-01T00:00:00.000Z</attachTime>\n                <deleteOnTermination>{}</deleteOnTermination>\n            </attachment>\n",
-            dev == 0
+            e.delete_on_termination
         );
     }
     if !in_instance {
-        if e.tags.is_empty() {
-            x.push_str("            <tagSet/>\n");
-        } else {
-            x.push_str("            <tagSet>\n");
-            for (k, v) in &e.tags {
-                let _ = writeln!(
-                    x,
-                    "                <item><key>{}</key><value>{}</value></item>",
-                    xml_escape(k),
-                    xml_escape(v)
-                );
-            }
-            x.push_str("            </tagSet>\n");
-        }
+        tag_set_xml(x, "            ", &e.tags);
     }
     x.push_str("            <privateIpAddressesSet>\n");
     let v4 = std::iter::once((e.primary_ip, true)).chain(e.private_ips.iter().map(|a| (*a, false)));

@@ -1,6 +1,8 @@
 //! The simulated region's state and the semantics of every mutating call.
 
+use crate::autoscaling::LifecycleAction;
 use crate::imds::imds_access_key;
+use crate::reservations::Reservation;
 use crate::util::random_token;
 use crate::world::{
     check_in_subnet, instance_type_limits, is_hex_id, Faults, SubnetInfo, World,
@@ -9,7 +11,7 @@ use crate::world::{
 use crate::{Calls, EniState, State};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -45,9 +47,8 @@ type R<T> = Result<T, Ec2Error>;
 pub(crate) struct Model {
     pub world: World,
     pub subnets: HashMap<String, SubnetInfo>,
+    /// World ENIs by id: their index in the state vector until one before them is deleted.
     pub eni_index: HashMap<String, usize>,
-    /// Per ENI (world order): the address limit per family.
-    pub limits: Vec<u32>,
 }
 
 struct Bucket {
@@ -55,16 +56,26 @@ struct Bucket {
     last: Instant,
 }
 
-struct Inner {
-    enis: Arc<Vec<EniState>>,
+pub(crate) struct Inner {
+    pub enis: Arc<Vec<EniState>>,
     /// (time it became current, state); front is the oldest still needed for the lag view.
     history: VecDeque<(Instant, Arc<Vec<EniState>>)>,
-    faults: Faults,
+    pub faults: Faults,
     buckets: HashMap<String, Bucket>,
     rng: StdRng,
-    calls: Calls,
+    pub calls: Calls,
     /// token → (instance id, expiry)
     tokens: HashMap<String, (String, Instant)>,
+    /// Subnet CIDR reservations, in creation order; read without lag.
+    pub reservations: Vec<Reservation>,
+    /// Lifecycle actions opened through the admin API and how they were completed.
+    pub lifecycle: Vec<LifecycleAction>,
+    /// Source of the ids of created resources.
+    pub serial: u64,
+    /// Addresses EC2 chooses; its own stream so picks never perturb injected faults.
+    pub picker: StdRng,
+    /// CreateNetworkInterface ClientToken → the ENI it created.
+    pub client_tokens: HashMap<String, crate::interfaces::Idempotency>,
 }
 
 pub(crate) struct Engine {
@@ -86,9 +97,20 @@ fn initial_enis(world: &World) -> Vec<EniState> {
             private_ips: e.private_ips.clone(),
             ipv6s: e.ipv6s.clone(),
             tags: e.tags.clone(),
+            attachment_id: e
+                .instance_id
+                .as_ref()
+                .map(|_| format!("eni-attach-{}", e.id.trim_start_matches("eni-"))),
+            // What EC2 sets for interfaces launched with the instance: only the primary's is true.
+            delete_on_termination: e.device_index == Some(0),
+            description: String::new(),
+            security_groups: Vec::new(),
         })
         .collect()
 }
+
+/// Seed of the address picker; fixed so every run chooses the same addresses.
+const PICKER_SEED: u64 = 0x05ee_dec2;
 
 fn holds(e: &EniState, ip: IpAddr) -> bool {
     match ip {
@@ -133,17 +155,6 @@ impl Engine {
             .enumerate()
             .map(|(i, e)| (e.id.clone(), i))
             .collect();
-        let limits = world
-            .enis
-            .iter()
-            .map(|e| {
-                e.instance_id
-                    .as_ref()
-                    .and_then(|iid| world.instances.iter().find(|i| &i.id == iid))
-                    .and_then(|i| instance_type_limits(&i.instance_type))
-                    .map_or(UNATTACHED_ENI_LIMIT, |(_, per)| per)
-            })
-            .collect();
         let enis = Arc::new(initial_enis(&world));
         let faults = world.faults.clone();
         let inner = Inner {
@@ -154,24 +165,28 @@ impl Engine {
             buckets: HashMap::new(),
             calls: Calls::default(),
             tokens: HashMap::new(),
+            reservations: Vec::new(),
+            lifecycle: Vec::new(),
+            serial: 0,
+            picker: StdRng::seed_from_u64(PICKER_SEED),
+            client_tokens: HashMap::new(),
         };
         Ok(Engine {
             model: Model {
                 world,
                 subnets,
                 eni_index,
-                limits,
             },
             inner: Mutex::new(inner),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         // No code panics while holding the lock, but never cascade if one did.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn commit(inner: &mut Inner, enis: Vec<EniState>) {
+    pub(crate) fn commit(inner: &mut Inner, enis: Vec<EniState>) {
         let now = Instant::now();
         inner.enis = Arc::new(enis);
         inner.history.push_back((now, inner.enis.clone()));
@@ -183,8 +198,11 @@ impl Engine {
     }
 
     pub fn state(&self) -> State {
+        let inner = self.lock();
         State {
-            enis: self.lock().enis.as_ref().clone(),
+            enis: inner.enis.as_ref().clone(),
+            subnet_cidr_reservations: inner.reservations.clone(),
+            lifecycle_actions: inner.lifecycle.clone(),
         }
     }
 
@@ -235,6 +253,11 @@ impl Engine {
         inner.faults = faults;
         inner.buckets.clear();
         inner.calls = Calls::default();
+        inner.reservations.clear();
+        inner.lifecycle.clear();
+        inner.serial = 0;
+        inner.picker = StdRng::seed_from_u64(PICKER_SEED);
+        inner.client_tokens.clear();
     }
 
     /// Counts an EC2 call and returns its injected latency.
@@ -243,6 +266,23 @@ impl Engine {
         *inner.calls.ec2.entry(action.to_string()).or_default() += 1;
         let ms = Faults::for_action(&inner.faults.latency_ms, action).copied();
         Duration::from_millis(ms.unwrap_or(0))
+    }
+
+    /// Counts an Auto Scaling call and returns its injected latency.
+    pub fn begin_autoscaling(&self, action: &str) -> Duration {
+        let mut inner = self.lock();
+        *inner
+            .calls
+            .autoscaling
+            .entry(action.to_string())
+            .or_default() += 1;
+        let ms = Faults::for_action(&inner.faults.latency_ms, action).copied();
+        Duration::from_millis(ms.unwrap_or(0))
+    }
+
+    /// Whether the faults play an IAM policy without this action.
+    pub fn denies(&self, action: &str) -> bool {
+        self.lock().faults.denies(action)
     }
 
     /// Takes a token from the action's bucket; false = throttled (and counted).
@@ -308,7 +348,8 @@ impl Engine {
             return None;
         }
         let world = &self.model.world;
-        let eni = resource.and_then(|id| world.enis.iter().find(|e| e.id == id));
+        let current = self.current();
+        let eni = resource.and_then(|id| current.iter().find(|e| e.id == id));
         let instance_of = |id: &str| world.instances.iter().find(|i| i.id == id);
         // The caller is unknown to the wire, so guess: IMDS credentials name it, else the ENI's owner.
         let key = access_key(authorization);
@@ -387,24 +428,27 @@ impl Engine {
     }
 
     /// Index of the ENI in a state vector, None once deleted.
-    fn position(&self, enis: &[EniState], id: &str) -> Option<usize> {
-        let w = *self.model.eni_index.get(id)?;
-        // Deletion keeps world order, so the ENI sits at its world index or before it.
-        if enis.get(w).is_some_and(|e| e.id == id) {
-            return Some(w);
+    pub(crate) fn position(&self, enis: &[EniState], id: &str) -> Option<usize> {
+        // Deletion keeps order, so a world ENI sits at its world index or before it.
+        if let Some(&w) = self.model.eni_index.get(id) {
+            if enis.get(w).is_some_and(|e| e.id == id) {
+                return Some(w);
+            }
+            return enis[..w.min(enis.len())].iter().position(|e| e.id == id);
         }
-        enis[..w.min(enis.len())].iter().position(|e| e.id == id)
+        enis.iter().position(|e| e.id == id)
     }
 
-    /// Per-family address limit; fixed by the world, so keyed by world index.
-    fn limit_of(&self, eni: &EniState) -> usize {
-        self.model
-            .eni_index
-            .get(&eni.id)
-            .map_or(UNATTACHED_ENI_LIMIT, |&w| self.model.limits[w]) as usize
+    /// Per-family address limit: the attached instance's type, else the unattached limit.
+    pub(crate) fn limit_of(&self, eni: &EniState) -> usize {
+        eni.instance_id
+            .as_ref()
+            .and_then(|iid| self.model.world.instances.iter().find(|i| &i.id == iid))
+            .and_then(|i| instance_type_limits(&i.instance_type))
+            .map_or(UNATTACHED_ENI_LIMIT, |(_, per)| per) as usize
     }
 
-    fn subnet_of(&self, e: &EniState) -> &SubnetInfo {
+    pub(crate) fn subnet_of(&self, e: &EniState) -> &SubnetInfo {
         &self.model.subnets[&e.subnet_id]
     }
 
@@ -487,26 +531,11 @@ impl Engine {
                     ))
                 })?;
                 self.check_v4_limit(eni, n as usize)?;
-                let held: HashSet<Ipv4Addr> = enis
-                    .iter()
-                    .flat_map(|e| std::iter::once(e.primary_ip).chain(e.private_ips.iter().copied()))
-                    .collect();
-                let base = u32::from(sub.v4.network());
-                let last = u32::from(sub.v4.broadcast());
-                let mut cur = base.saturating_add(4);
-                while added.len() < n as usize && cur < last {
-                    let a = Ipv4Addr::from(cur);
-                    if !held.contains(&a) {
-                        added.push(a);
-                    }
-                    cur += 1;
-                }
-                if added.len() < n as usize {
-                    return Err(Ec2Error::new(
-                        "InsufficientFreeAddressesInSubnet",
-                        format!("The specified subnet {} does not have enough free addresses to satisfy the request.", eni.subnet_id),
-                    ));
-                }
+                let picked = self.auto_pick(&mut inner, &enis, &eni.subnet_id, false, n as usize)?;
+                added.extend(picked.into_iter().filter_map(|ip| match ip {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                }));
                 requested = added.clone();
             }
         }
@@ -591,7 +620,7 @@ impl Engine {
         let idx = self.find_eni(&enis, eni_id)?;
         let eni = &enis[idx];
         let sub = self.subnet_of(eni);
-        let Some(net6) = sub.v6 else {
+        if sub.v6.is_none() {
             return Err(Ec2Error::invalid(format!(
                 "Subnet {} of network interface {eni_id} has no IPv6 CIDR block",
                 eni.subnet_id
@@ -649,28 +678,11 @@ impl Engine {
                     ))
                 })?;
                 self.check_v6_limit(eni, n as usize)?;
-                let held: HashSet<Ipv6Addr> =
-                    enis.iter().flat_map(|e| e.ipv6s.iter().copied()).collect();
-                let base = u128::from(net6.network());
-                let size = if net6.prefix() == 0 {
-                    u128::MAX
-                } else {
-                    (1u128 << (128 - u32::from(net6.prefix()))) - 1
-                };
-                let mut off: u128 = 4;
-                while added.len() < n as usize && off <= size {
-                    let a = Ipv6Addr::from(base + off);
-                    if !held.contains(&a) {
-                        added.push(a);
-                    }
-                    off += 1;
-                }
-                if added.len() < n as usize {
-                    return Err(Ec2Error::new(
-                        "InsufficientFreeAddressesInSubnet",
-                        format!("The specified subnet {} does not have enough free addresses to satisfy the request.", eni.subnet_id),
-                    ));
-                }
+                let picked = self.auto_pick(&mut inner, &enis, &eni.subnet_id, true, n as usize)?;
+                added.extend(picked.into_iter().filter_map(|ip| match ip {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                }));
             }
         }
         self.check_v6_limit(eni, added.len())?;

@@ -1,12 +1,18 @@
 //! EC2 Query API + IMDSv2 simulator for aws-eni-ip's tests, demo and benchmarks; see README.md.
 
+mod addresses;
+mod autoscaling;
 mod ec2;
 mod engine;
 mod imds;
+mod interfaces;
+mod reservations;
 mod server;
 mod util;
 pub mod world;
 
+pub use autoscaling::LifecycleAction;
+pub use reservations::Reservation;
 pub use world::{instance_type_limits, Eni, Faults, Instance, Subnet, Throttle, Vpc, World};
 
 use serde::{Deserialize, Serialize};
@@ -17,10 +23,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Snapshot of every ENI that exists; deleted ones are absent.
+/// Snapshot of every ENI that exists (deleted ones are absent), the subnet CIDR reservations and
+/// the lifecycle actions.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct State {
     pub enis: Vec<EniState>,
+    #[serde(default)]
+    pub subnet_cidr_reservations: Vec<Reservation>,
+    #[serde(default)]
+    pub lifecycle_actions: Vec<LifecycleAction>,
 }
 
 impl State {
@@ -43,6 +55,15 @@ pub struct EniState {
     pub private_ips: Vec<Ipv4Addr>,
     pub ipv6s: Vec<Ipv6Addr>,
     pub tags: BTreeMap<String, String>,
+    /// `eni-attach-…` while attached.
+    #[serde(default)]
+    pub attachment_id: Option<String>,
+    #[serde(default)]
+    pub delete_on_termination: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 /// Call counters; throttled and injected-error calls are also counted under their action.
@@ -53,6 +74,9 @@ pub struct Calls {
     pub imds: BTreeMap<String, u64>,
     pub throttled: u64,
     pub injected_errors: u64,
+    /// Auto Scaling Query API calls, by action.
+    #[serde(default)]
+    pub autoscaling: BTreeMap<String, u64>,
 }
 
 /// Where and how to listen.
@@ -81,6 +105,7 @@ impl Default for SimOptions {
 pub struct Sim {
     shared: Arc<Shared>,
     ec2_addr: SocketAddr,
+    autoscaling_addr: SocketAddr,
     imds_addrs: Vec<(String, SocketAddr)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -90,12 +115,13 @@ fn url(a: SocketAddr) -> String {
     format!("http://{a}")
 }
 
-fn ready_json(ec2: SocketAddr, imds: &[(String, SocketAddr)]) -> String {
+fn ready_json(ec2: SocketAddr, autoscaling: SocketAddr, imds: &[(String, SocketAddr)]) -> String {
     let imds: serde_json::Map<String, serde_json::Value> = imds
         .iter()
         .map(|(id, a)| (id.clone(), serde_json::Value::String(url(*a))))
         .collect();
-    serde_json::json!({ "ec2": url(ec2), "imds": imds }).to_string()
+    serde_json::json!({ "ec2": url(ec2), "autoscaling": url(autoscaling), "imds": imds })
+        .to_string()
 }
 
 impl Sim {
@@ -115,6 +141,8 @@ impl Sim {
         };
         let ec2_listener = bind(opts.ec2_port)?;
         let ec2_addr = ec2_listener.local_addr()?;
+        let autoscaling_listener = bind(0)?;
+        let autoscaling_addr = autoscaling_listener.local_addr()?;
         let mut imds_listeners = Vec::new();
         let mut imds_addrs = Vec::new();
         for inst in &engine.model.world.instances {
@@ -125,7 +153,7 @@ impl Sim {
         let shared = Arc::new(Shared {
             engine,
             log: opts.log,
-            endpoints: ready_json(ec2_addr, &imds_addrs),
+            endpoints: ready_json(ec2_addr, autoscaling_addr, &imds_addrs),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
@@ -144,6 +172,8 @@ impl Sim {
                         let _guard = rt.enter();
                         let l = tokio::net::TcpListener::from_std(ec2_listener)?;
                         rt.spawn(server::serve(l, sh.clone(), Listener::Ec2));
+                        let l = tokio::net::TcpListener::from_std(autoscaling_listener)?;
+                        rt.spawn(server::serve(l, sh.clone(), Listener::AutoScaling));
                         for (id, l) in imds_listeners {
                             let l = tokio::net::TcpListener::from_std(l)?;
                             rt.spawn(server::serve(l, sh.clone(), Listener::Imds(id.into())));
@@ -176,6 +206,7 @@ impl Sim {
         Ok(Sim {
             shared,
             ec2_addr,
+            autoscaling_addr,
             imds_addrs,
             stop: Some(stop),
             thread: Some(thread),
@@ -185,6 +216,39 @@ impl Sim {
     /// `http://127.0.0.1:PORT` of the EC2 Query API; the admin API is under `/_sim/`.
     pub fn ec2_url(&self) -> String {
         url(self.ec2_addr)
+    }
+
+    /// `http://127.0.0.1:PORT` of the Auto Scaling Query API (CompleteLifecycleAction).
+    pub fn autoscaling_url(&self) -> String {
+        url(self.autoscaling_addr)
+    }
+
+    /// Opens a lifecycle action for an instance of the world, as Auto Scaling does when a hook
+    /// fires; `token` None = a fresh UUID. Panics on an unknown instance or transition.
+    pub fn open_lifecycle_action(
+        &self,
+        group: &str,
+        hook: &str,
+        instance_id: &str,
+        transition: &str,
+        token: Option<&str>,
+    ) -> LifecycleAction {
+        let open = autoscaling::OpenAction {
+            auto_scaling_group_name: group.into(),
+            lifecycle_hook_name: hook.into(),
+            instance_id: instance_id.into(),
+            lifecycle_transition: transition.into(),
+            lifecycle_action_token: token.map(str::to_string),
+        };
+        self.shared
+            .engine
+            .open_lifecycle_action(open)
+            .unwrap_or_else(|e| panic!("ec2-sim: open lifecycle action: {e}"))
+    }
+
+    /// Every lifecycle action opened since start or reset, with how it was completed.
+    pub fn lifecycle_actions(&self) -> Vec<LifecycleAction> {
+        self.shared.engine.lifecycle_actions()
     }
 
     /// `http://127.0.0.1:PORT` of that instance's IMDS. Panics on an unknown instance id.
@@ -278,6 +342,7 @@ impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sim")
             .field("ec2", &self.ec2_addr)
+            .field("autoscaling", &self.autoscaling_addr)
             .field("imds", &self.imds_addrs)
             .finish()
     }

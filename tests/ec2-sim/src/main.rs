@@ -8,10 +8,10 @@ use std::process::ExitCode;
 const USAGE: &str =
     "usage: ec2-sim [--world FILE] [--bind 127.0.0.1] [--ec2-port 0] [--ready-file PATH]
 
-Simulates the EC2 Query API (AssignPrivateIpAddresses, UnassignPrivateIpAddresses,
-AssignIpv6Addresses, UnassignIpv6Addresses, DescribeNetworkInterfaces, DescribeInstances,
-DescribeSubnets) and one IMDSv2 endpoint per instance. Without --world it uses the built-in
-demo world. When listening it prints one JSON line {\"ec2\":URL,\"imds\":{ID:URL}} to stdout
+Simulates the EC2 Query API (secondary addresses, ENIs, subnet CIDR reservations, Describe*; see
+README.md), the Auto Scaling CompleteLifecycleAction, and one IMDSv2 endpoint per instance. Without
+--world it uses the built-in demo world. When listening it prints one JSON line
+{\"ec2\":URL,\"autoscaling\":URL,\"imds\":{ID:URL}} to stdout
 (and to --ready-file, atomically), then logs one line per call to stderr until SIGTERM/SIGINT.";
 
 struct Args {

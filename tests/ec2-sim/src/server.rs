@@ -2,7 +2,7 @@
 
 use crate::engine::{Ec2Error, Engine, OobError};
 use crate::util::{iso8601, parse_form, uuid};
-use crate::{ec2, imds};
+use crate::{autoscaling, ec2, imds};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -26,6 +26,7 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub(crate) enum Listener {
     Ec2,
+    AutoScaling,
     Imds(Arc<str>),
 }
 
@@ -137,11 +138,16 @@ async fn route(shared: &Shared, kind: &Listener, req: Request<Incoming>) -> Resp
             log_line(shared, "admin", &what, resp.status().as_u16(), "-", started);
             resp
         }
-        Listener::Ec2 => {
-            let r = ec2_request(shared, req).await;
+        Listener::Ec2 | Listener::AutoScaling => {
+            let api = if matches!(kind, Listener::Ec2) {
+                "ec2"
+            } else {
+                "autoscaling"
+            };
+            let r = query_request(shared, kind, req).await;
             log_line(
                 shared,
-                "ec2",
+                api,
                 if r.action.is_empty() { "-" } else { &r.action },
                 r.status,
                 &r.outcome,
@@ -158,7 +164,7 @@ async fn route(shared: &Shared, kind: &Listener, req: Request<Incoming>) -> Resp
     }
 }
 
-async fn ec2_request(shared: &Shared, req: Request<Incoming>) -> ec2::Reply {
+async fn query_request(shared: &Shared, kind: &Listener, req: Request<Incoming>) -> ec2::Reply {
     let transport_error = |status: u16, code: &str, msg: &str| {
         let id = uuid();
         let e = Ec2Error::new(code, msg).status(status);
@@ -190,7 +196,11 @@ async fn ec2_request(shared: &Shared, req: Request<Incoming>) -> ec2::Reply {
         }
     };
     pairs.extend(parse_form(&String::from_utf8_lossy(&body)));
-    ec2::handle(&shared.engine, auth.as_deref(), ec2::Params::new(pairs)).await
+    let params = ec2::Params::new(pairs);
+    match kind {
+        Listener::AutoScaling => autoscaling::handle(&shared.engine, auth.as_deref(), params).await,
+        _ => ec2::handle(&shared.engine, auth.as_deref(), params).await,
+    }
 }
 
 fn json_response(status: u16, v: &impl serde::Serialize) -> Resp {
@@ -275,6 +285,17 @@ async fn admin(shared: &Shared, req: Request<Incoming>) -> Resp {
                 Err(OobError::Refused(m)) => admin_error(400, &m),
             }
         }
+        (Method::GET, "/_sim/lifecycle-actions") => json_response(200, &engine.lifecycle_actions()),
+        (Method::POST, "/_sim/lifecycle-actions") => {
+            let r: autoscaling::OpenAction = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => return admin_error(400, &format!("/_sim/lifecycle-actions: {e}")),
+            };
+            match engine.open_lifecycle_action(r) {
+                Ok(a) => json_response(201, &a),
+                Err(e) => admin_error(400, &e),
+            }
+        }
         (Method::POST, "/_sim/delete-eni") => {
             let r: DeleteRequest = match serde_json::from_slice(&body) {
                 Ok(r) => r,
@@ -288,8 +309,16 @@ async fn admin(shared: &Shared, req: Request<Incoming>) -> Resp {
         }
         (
             _,
-            "/_sim/state" | "/_sim/calls" | "/_sim/faults" | "/_sim/world" | "/_sim/endpoints"
-            | "/_sim/reset" | "/_sim/assign" | "/_sim/unassign" | "/_sim/delete-eni",
+            "/_sim/state"
+            | "/_sim/calls"
+            | "/_sim/faults"
+            | "/_sim/world"
+            | "/_sim/endpoints"
+            | "/_sim/reset"
+            | "/_sim/assign"
+            | "/_sim/unassign"
+            | "/_sim/delete-eni"
+            | "/_sim/lifecycle-actions",
         ) => admin_error(405, "method not allowed"),
         (_, p) => admin_error(404, &format!("no admin endpoint {p}")),
     }

@@ -14,7 +14,20 @@ pub const ACTIONS: &[&str] = &[
     "DescribeNetworkInterfaces",
     "DescribeInstances",
     "DescribeSubnets",
+    "CreateNetworkInterface",
+    "AttachNetworkInterface",
+    "DetachNetworkInterface",
+    "DeleteNetworkInterface",
+    "ModifyNetworkInterfaceAttribute",
+    "CreateSubnetCidrReservation",
+    "GetSubnetCidrReservations",
+    "DeleteSubnetCidrReservation",
 ];
+
+/// Whether `action` is one the simulator implements, on either API.
+pub(crate) fn implemented(action: &str) -> bool {
+    ACTIONS.contains(&action) || crate::autoscaling::AUTOSCALING_ACTIONS.contains(&action)
+}
 
 /// A simulated region: what exists at start-up and which faults apply.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -136,12 +149,13 @@ impl Faults {
     /// Checks ranges and action names.
     pub fn validate(&self) -> Result<(), String> {
         fn key_ok(what: &str, k: &str) -> Result<(), String> {
-            if k == "*" || ACTIONS.contains(&k) {
+            if k == "*" || implemented(k) {
                 Ok(())
             } else {
                 Err(format!(
-                    "faults.{what}: unknown action {k:?} (expected \"*\" or one of {})",
-                    ACTIONS.join(", ")
+                    "faults.{what}: unknown action {k:?} (expected \"*\" or one of {}, {})",
+                    ACTIONS.join(", "),
+                    crate::autoscaling::AUTOSCALING_ACTIONS.join(", ")
                 ))
             }
         }
@@ -176,7 +190,7 @@ impl Faults {
 
     /// Whether IAM refuses `action`; unimplemented actions stay `InvalidAction`, as EC2 parses first.
     pub(crate) fn denies(&self, action: &str) -> bool {
-        ACTIONS.contains(&action) && self.deny.iter().any(|d| d == action || d == "*")
+        implemented(action) && self.deny.iter().any(|d| d == action || d == "*")
     }
 
     /// The value for `action`, else the `*` entry.

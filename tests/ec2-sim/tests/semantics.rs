@@ -59,7 +59,18 @@ fn secondary_count_picks_free_addresses() {
         ],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.tags("privateIpAddress"), ["198.18.1.5", "198.18.1.6"]);
+    let got = r.tags("privateIpAddress");
+    assert_eq!(got.len(), 2);
+    assert_ne!(got[0], got[1]);
+    assert_eq!(secondaries(&sim, ENI_B1), got);
+    for a in &got {
+        let last: u8 = a.strip_prefix("198.18.1.").unwrap().parse().unwrap();
+        assert!(
+            (4..255).contains(&last),
+            "{a} is one of the subnet's reserved addresses"
+        );
+        assert!(![4, 10, 11, 12].contains(&last), "{a} is in use");
+    }
     let r = ec2(
         &sim,
         &[
