@@ -627,7 +627,7 @@ impl Pod {
         assert_eq!(
             got,
             Some((want.plugin_type(), want.mode())),
-            "pod {} {ifname} is not a {} link in mode {}: {line}",
+            "pod {} {ifname} should be {} mode {}; ip -d link shows: {line}",
             self.ns,
             want.plugin_type(),
             want.mode()
