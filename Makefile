@@ -20,7 +20,7 @@ help:
 	@echo "make unit      the quick loop: unit, command, property, installer and simulator tests (no root, no apt)"
 	@echo "make test      installs missing Debian packages, then unit + integration + e2e + simulator tests (root)"
 	@echo "make e2e       only the end-to-end tests (tests/e2e/; root)"
-	@echo "make e2e-ipvlan  the ipvlan end-to-end cases in a VM whose kernel has ipvlan (root; ~10 min)"
+	@echo "make e2e-ipvlan  the ipvlan end-to-end cases in a VM whose kernel has ipvlan (root; ~6 min after make release)"
 	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
 	@echo "make bench     benchmark (release build)"
 	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver"
