@@ -8,7 +8,11 @@ IMAGE   ?= aws-eni-ip:$(VERSION)
 DRIVER  := tests/runtime/bin/cni-driver
 GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$${GOCACHE:-$(CURDIR)/target/go-build}
 
-.PHONY: help build release driver deps unit test e2e demo bench lint lint-cfn hook install image
+# virtme-ng (PyPI, pinned) boots the VM of `make e2e-ipvlan`; it lives in a venv under target/.
+VNG_VERSION := 1.42
+VNG_VENV    := target/vng
+
+.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -16,6 +20,7 @@ help:
 	@echo "make unit      the quick loop: unit, command, property, installer and simulator tests (no root, no apt)"
 	@echo "make test      installs missing Debian packages, then unit + integration + e2e + simulator tests (root)"
 	@echo "make e2e       only the end-to-end tests (tests/e2e/; root)"
+	@echo "make e2e-ipvlan  the ipvlan end-to-end cases in a VM whose kernel has ipvlan (root; ~6 min after make release)"
 	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
 	@echo "make bench     benchmark (release build)"
 	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver, cfn-lint of install/"
@@ -48,6 +53,12 @@ test: deps
 
 e2e: deps
 	$(CARGO) test --locked -p aws-eni-ip --test e2e
+
+e2e-ipvlan:
+	@bash scripts/install-deps.sh --vm
+	@$(VNG_VENV)/bin/vng --version 2>/dev/null | grep -qx 'virtme-ng $(VNG_VERSION)' || { \
+	  python3 -m venv $(VNG_VENV) && $(VNG_VENV)/bin/pip install --quiet --disable-pip-version-check virtme-ng==$(VNG_VERSION); }
+	PATH="$(CURDIR)/$(VNG_VENV)/bin:$$PATH" CARGO="$(CARGO)" bash tests/vm/e2e-ipvlan.sh
 
 demo: deps
 	@bash scripts/demo.sh

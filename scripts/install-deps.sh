@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the end-to-end tests and the demo use, only those missing.
-# Usage: scripts/install-deps.sh [EXTRA-PACKAGE...]   (one `apt-get update`, and only when something is missing)
+# Usage: scripts/install-deps.sh [--vm] [EXTRA-PACKAGE...]   (one `apt-get update`, and only when something is missing)
+#   --vm: also what `make e2e-ipvlan` needs to boot a VM whose kernel has ipvlan.
 set -euo pipefail
+
+VM_PACKAGES=()
+if [[ ${1:-} == --vm ]]; then
+  shift
+  VM_PACKAGES=(
+    qemu-system-x86    # the VM (TCG: emulated CPU)
+    linux-image-amd64  # Debian's kernel, CONFIG_IPVLAN=m, booted by virtme-ng with its modules
+    busybox-static     # virtme-ng builds its initramfs with it
+    python3-venv       # virtme-ng (PyPI) goes into a venv under target/
+  )
+fi
 
 PACKAGES=(
   golang-go                    # builds the libcni driver (tests/runtime/driver)
@@ -9,6 +21,7 @@ PACKAGES=(
   containernetworking-plugins  # /usr/lib/cni: macvlan, ipvlan, host-local, static
   iproute2                     # ip netns / ip link
   curl jq                      # the demo reads the simulator's admin API
+  "${VM_PACKAGES[@]}"
   "$@"
 )
 

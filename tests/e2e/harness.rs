@@ -10,6 +10,11 @@
 //!              the Go libcni driver runs here (`ip netns exec`), so the plugin does too
 //! pod netns:   net1 (macvlan/ipvlan on eth1), created by the real plugins from /usr/lib/cni
 //! ```
+//!
+//! The pod link is chosen by `E2E_LINK` ([`PodLink`]); every ADD that succeeds asserts, inside the
+//! pod, that the link is of that kind and mode, and prints its `ip -d -o link` line on stderr.
+//! `E2E_TIME_SCALE` (default 1) multiplies the deadlines, for runs under emulation; `E2E_CNI_DRIVER`,
+//! `E2E_PLUGIN_DIR` and `E2E_PODS` are read too (see `make e2e-ipvlan`, tests/vm/).
 
 #![allow(dead_code)]
 
@@ -22,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The e2e world: instance A has eth1 (eni-0b…01, tagged no_manage, one foreign secondary
 /// 198.18.1.20), eth2 (eni-0c…01, tagged), eth3 (eni-0d…01, VPC-CNI-managed); instance B has eth1
@@ -42,6 +47,82 @@ pub const MAC_B: &str = "02:00:c6:12:01:02";
 const CNI_BIN: &str = "/usr/lib/cni";
 const LIBCNI_SRC: &str = "/usr/share/gocode/src/github.com/containernetworking/cni/libcni/api.go";
 const PACKAGES: &str = "golang-go golang-github-appc-cni-dev containernetworking-plugins iproute2";
+
+/// The link that the chain's first plugin makes in the pod, from `E2E_LINK`: `macvlan` (default),
+/// `ipvlan` (mode l2) or `ipvlan-l3`. This host's kernel has no ipvlan: `make e2e-ipvlan` runs the
+/// ipvlan kinds in a VM whose kernel has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodLink {
+    Macvlan,
+    IpvlanL2,
+    IpvlanL3,
+}
+
+impl PodLink {
+    /// The kind this test process runs; a bad `E2E_LINK` fails every scenario.
+    pub fn under_test() -> PodLink {
+        static KIND: OnceLock<PodLink> = OnceLock::new();
+        *KIND.get_or_init(|| {
+            let kind = match std::env::var("E2E_LINK").as_deref() {
+                Err(_) | Ok("") | Ok("macvlan") => PodLink::Macvlan,
+                Ok("ipvlan") => PodLink::IpvlanL2,
+                Ok("ipvlan-l3") => PodLink::IpvlanL3,
+                Ok(other) => panic!("E2E_LINK={other:?}: use macvlan, ipvlan or ipvlan-l3"),
+            };
+            // Straight to the process's stderr: libtest captures eprintln!, and CI logs should say it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "e2e: pod links are {} mode {} (E2E_LINK={:?}){}",
+                kind.plugin_type(),
+                kind.mode(),
+                std::env::var("E2E_LINK").unwrap_or_default(),
+                if kind == PodLink::Macvlan {
+                    "; ipvlan is not tested in this run: `make e2e-ipvlan` runs it in a VM"
+                } else {
+                    ""
+                }
+            );
+            kind
+        })
+    }
+
+    /// The CNI plugin type (and the link kind `ip -d link` shows).
+    pub fn plugin_type(self) -> &'static str {
+        match self {
+            PodLink::Macvlan => "macvlan",
+            PodLink::IpvlanL2 | PodLink::IpvlanL3 => "ipvlan",
+        }
+    }
+
+    /// The plugin's `mode` (and the mode `ip -d link` shows).
+    pub fn mode(self) -> &'static str {
+        match self {
+            PodLink::Macvlan => "bridge",
+            PodLink::IpvlanL2 => "l2",
+            PodLink::IpvlanL3 => "l3",
+        }
+    }
+}
+
+/// The chain's first plugin: the link under test on `master`, with `ipam`.
+pub fn pod_link(master: &str, ipam: Value) -> Value {
+    let kind = PodLink::under_test();
+    json!({"type": kind.plugin_type(), "master": master, "mode": kind.mode(), "ipam": ipam})
+}
+
+/// `E2E_TIME_SCALE` × `base`: the VM emulates its CPU (TCG), about 50× slower than native code.
+pub fn scaled(base: Duration) -> Duration {
+    static SCALE: OnceLock<u32> = OnceLock::new();
+    let scale = *SCALE.get_or_init(|| match std::env::var("E2E_TIME_SCALE") {
+        Err(_) => 1,
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .unwrap_or_else(|| panic!("E2E_TIME_SCALE={v:?}: use a whole number ≥ 1")),
+    });
+    base * scale
+}
 
 /// The scenarios share the kernel's network state and the driver build: one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -123,10 +204,20 @@ fn stdout_of(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The Go libcni driver, built once per test process (GOPATH mode, Debian's libcni, no downloads).
+/// The Go libcni driver: `E2E_CNI_DRIVER` when set (the VM runs one built on the host: `go build`
+/// under emulation costs minutes), else built once per test process (GOPATH mode, no downloads).
 pub fn driver() -> &'static Path {
     static DRIVER: OnceLock<PathBuf> = OnceLock::new();
     DRIVER.get_or_init(|| {
+        if let Some(prebuilt) = std::env::var_os("E2E_CNI_DRIVER") {
+            let prebuilt = PathBuf::from(prebuilt);
+            assert!(
+                prebuilt.is_file(),
+                "E2E_CNI_DRIVER={} is not a file: build it with `make driver`",
+                prebuilt.display()
+            );
+            return prebuilt;
+        }
         let tmpdir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let out = tmpdir.join("cni-driver");
         // Another test process may build at the same time: build aside, then rename.
@@ -154,12 +245,34 @@ pub fn driver() -> &'static Path {
     })
 }
 
-/// Directory holding the aws-eni-ip binary under test (cargo builds it for integration tests).
+/// Directory holding the aws-eni-ip binary under test: `E2E_PLUGIN_DIR` when set (the VM runs the
+/// release build), else the one cargo builds for integration tests.
 pub fn plugin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("E2E_PLUGIN_DIR") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.join("aws-eni-ip").is_file(),
+            "E2E_PLUGIN_DIR={} has no aws-eni-ip: run `make release`",
+            dir.display()
+        );
+        return dir;
+    }
     Path::new(env!("CARGO_BIN_EXE_aws-eni-ip"))
         .parent()
         .expect("binary has a directory")
         .to_path_buf()
+}
+
+/// How many pods the parallel scenario starts at once: `E2E_PODS`, default 20 (the VM uses 5).
+pub fn parallel_pods() -> usize {
+    match std::env::var("E2E_PODS") {
+        Err(_) => 20,
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=50).contains(n))
+            .unwrap_or_else(|| panic!("E2E_PODS={v:?}: use a number from 1 to 50")),
+    }
 }
 
 /// Removes namespaces and links left by test processes that died without cleaning up.
@@ -259,6 +372,7 @@ impl Lab {
 
     pub fn start_with(world_json: &str) -> Lab {
         require_root_and_tools();
+        PodLink::under_test();
         driver();
         sweep_stale();
         static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -423,19 +537,6 @@ impl Lab {
         );
     }
 
-    /// Whether the kernel can make an ipvlan link on `link` inside `node` (tried once, then removed).
-    pub fn ipvlan_available(&self, node: &Node, link: &str) -> bool {
-        let probe = "aeiprobe";
-        let ok = sh_quiet(&[
-            "ip", "-n", &node.ns, "link", "add", probe, "link", link, "type", "ipvlan", "mode",
-            "l2",
-        ]);
-        if ok {
-            sh_quiet(&["ip", "-n", &node.ns, "link", "del", probe]);
-        }
-        ok
-    }
-
     /// Tears everything down and checks that nothing of this lab is left on the host.
     pub fn close(mut self) {
         self.cleanup();
@@ -504,16 +605,34 @@ impl Pod {
             .collect()
     }
 
-    /// The link kind of `ifname` in the pod ("macvlan", "ipvlan").
-    pub fn link_kind(&self, ifname: &str) -> String {
-        let out = stdout_of(&[
+    /// `ip -d -o link` of `ifname` in the pod: one line, kind and mode included.
+    pub fn link_details(&self, ifname: &str) -> String {
+        stdout_of(&[
             "ip", "-n", &self.ns, "-d", "-o", "link", "show", "dev", ifname,
-        ]);
-        ["macvlan", "ipvlan"]
-            .into_iter()
-            .find(|k| out.contains(&format!(" {k} ")))
-            .unwrap_or("none")
-            .to_string()
+        ])
+        .trim()
+        .to_string()
+    }
+
+    /// Asserts that `ifname` is a link of the kind and mode under test; returns its description.
+    pub fn expect_link(&self, ifname: &str) -> String {
+        let want = PodLink::under_test();
+        let line = self.link_details(ifname);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // The kind is followed by its mode in the details: `ipvlan  mode l2 bridge …`.
+        let got = words
+            .windows(3)
+            .find(|w| matches!(w[0], "macvlan" | "ipvlan") && w[1] == "mode")
+            .map(|w| (w[0], w[2]));
+        assert_eq!(
+            got,
+            Some((want.plugin_type(), want.mode())),
+            "pod {} {ifname} should be {} mode {}; ip -d link shows: {line}",
+            self.ns,
+            want.plugin_type(),
+            want.mode()
+        );
+        format!("{} mode {}: {line}", want.plugin_type(), want.mode())
     }
 }
 
@@ -556,7 +675,7 @@ impl Node {
             "imdsEndpoint": self.imds_url,
             "stateDir": self.state_dir(),
             "logFile": self.log_file(),
-            "timeoutMs": 20000,
+            "timeoutMs": scaled(Duration::from_secs(20)).as_millis() as u64,
         });
         for (k, v) in extra.as_object().expect("extra is an object") {
             block[k] = v.clone();
@@ -598,6 +717,8 @@ impl Node {
             .arg(format!("{CNI_BIN}:{}", plugin_dir().display()))
             .arg("--ifname")
             .arg(IFNAME)
+            .arg("--timeout")
+            .arg(format!("{}s", scaled(Duration::from_secs(60)).as_secs()))
             .args(extra)
             // Credentials must come from the simulated instance profile, never from this shell.
             .env("HOME", &self.dir);
@@ -624,8 +745,21 @@ impl Node {
         }
     }
 
+    /// ADD; when it succeeds, the pod's link is checked to be the kind under test, and the ADD's
+    /// time and the link are printed on stderr (to see how much headroom the deadlines have).
     pub fn add(&self, list: &Path, container: &str, pod: &Pod) -> Outcome {
-        self.cni("add", list, Some(container), Some(pod), &[])
+        let started = Instant::now();
+        let out = self.cni("add", list, Some(container), Some(pod), &[]);
+        if out.success {
+            let took = started.elapsed().as_millis();
+            let link = pod.expect_link(IFNAME);
+            let _ = writeln!(
+                std::io::stderr(),
+                "e2e: ADD {container} took {took} ms; pod {} {IFNAME} is {link}",
+                pod.ns
+            );
+        }
+        out
     }
     pub fn check(&self, list: &Path, container: &str, pod: &Pod) -> Outcome {
         self.cni("check", list, Some(container), Some(pod), &[])
@@ -737,7 +871,8 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<&str>) -> (u16, S
     let addr: std::net::SocketAddr = host.parse().expect("host:port");
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to ec2-sim");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(30))))
+        .unwrap();
     let body = body.unwrap_or("");
     write!(
         s,

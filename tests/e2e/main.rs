@@ -2,13 +2,14 @@
 //! (`macvlan`/`ipvlan` + `host-local`/`static` from /usr/lib/cni, then aws-eni-ip) in network
 //! namespaces against ec2-sim. Needs root and the Debian packages (see `make test`); it fails,
 //! never skips, without them. Scenarios run one at a time: they share the kernel's network state.
+//! The pod link is macvlan unless `E2E_LINK` says otherwise: `make e2e-ipvlan` runs these same
+//! scenarios with ipvlan (l2, and l3 for one lifecycle) in a VM whose kernel has it.
 
 mod harness;
 mod ipam;
 
 use harness::*;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::net::IpAddr;
 
 fn ip(s: &str) -> IpAddr {
@@ -17,10 +18,6 @@ fn ip(s: &str) -> IpAddr {
 
 fn v4_range(node: &Node) -> Value {
     node.host_local(json!([[{"subnet": "198.18.1.0/24", "rangeStart": "198.18.1.100", "rangeEnd": "198.18.1.150"}]]))
-}
-
-fn macvlan(master: &str, ipam: Value) -> Value {
-    json!({"type": "macvlan", "master": master, "mode": "bridge", "ipam": ipam})
 }
 
 /// ADD → on the ENI; CHECK passes; out-of-band unassign → CHECK code 109; back → CHECK passes;
@@ -34,7 +31,7 @@ fn lifecycle(version: &str, ipam: fn(&Node) -> Value, expect: &[&str]) {
         "e2e-net",
         version,
         vec![
-            macvlan("eth1", ipam(&node)),
+            pod_link("eth1", ipam(&node)),
             node.aws_eni_ip(json!({"master": "eth1"})),
         ],
     );
@@ -55,7 +52,10 @@ fn lifecycle(version: &str, ipam: fn(&Node) -> Value, expect: &[&str]) {
     );
     let mut in_pod = pod.addresses(IFNAME);
     in_pod.sort();
-    assert_eq!(in_pod, expect, "macvlan configured the pod interface");
+    assert_eq!(
+        in_pod, expect,
+        "the pod link plugin configured the pod interface"
+    );
     let mut held = lab.held(ENI_A);
     held.sort();
     let mut want = expect.clone();
@@ -129,22 +129,22 @@ fn lifecycle(version: &str, ipam: fn(&Node) -> Value, expect: &[&str]) {
 }
 
 #[test]
-fn e2e_macvlan_host_local_v0_3_1_add_del_check_refused_by_libcni() {
+fn e2e_host_local_v0_3_1_add_del_check_refused_by_libcni() {
     lifecycle("0.3.1", v4_range, &["198.18.1.100"]);
 }
 
 #[test]
-fn e2e_macvlan_host_local_v0_4_0_add_check_del() {
+fn e2e_host_local_v0_4_0_add_check_del() {
     lifecycle("0.4.0", v4_range, &["198.18.1.100"]);
 }
 
 #[test]
-fn e2e_macvlan_host_local_v1_0_0_add_check_del() {
+fn e2e_host_local_v1_0_0_add_check_del() {
     lifecycle("1.0.0", v4_range, &["198.18.1.100"]);
 }
 
 #[test]
-fn e2e_macvlan_static_ipam_add_check_del() {
+fn e2e_static_ipam_add_check_del() {
     lifecycle(
         "1.0.0",
         |_| json!({"type": "static", "addresses": [{"address": "198.18.1.77/24"}]}),
@@ -153,7 +153,7 @@ fn e2e_macvlan_static_ipam_add_check_del() {
 }
 
 #[test]
-fn e2e_macvlan_host_local_ipv6_add_check_del() {
+fn e2e_host_local_ipv6_add_check_del() {
     lifecycle(
         "1.0.0",
         |node| {
@@ -165,7 +165,7 @@ fn e2e_macvlan_host_local_ipv6_add_check_del() {
 }
 
 #[test]
-fn e2e_macvlan_host_local_dual_stack_add_check_del() {
+fn e2e_host_local_dual_stack_add_check_del() {
     lifecycle(
         "1.0.0",
         |node| {
@@ -179,56 +179,19 @@ fn e2e_macvlan_host_local_dual_stack_add_check_del() {
 }
 
 #[test]
-fn e2e_ipvlan_host_local_add_check_del_or_macvlan_where_kernel_lacks_ipvlan() {
-    let _serial = serial();
-    let mut lab = Lab::start();
-    let node = lab.node(INSTANCE_A, &[("eth1", MAC_A)]);
-    let pod = lab.pod("pod1");
-    let kind = if lab.ipvlan_available(&node, "eth1") {
-        "ipvlan"
-    } else {
-        // Straight to the process's stderr: libtest captures println!, and CI logs should say it.
-        let _ = writeln!(std::io::stderr(), "ipvlan unavailable on this kernel");
-        "macvlan"
-    };
-    let first = if kind == "ipvlan" {
-        json!({"type": "ipvlan", "master": "eth1", "mode": "l2", "ipam": v4_range(&node)})
-    } else {
-        macvlan("eth1", v4_range(&node))
-    };
-    let list = node.conflist("e2e-net", "1.0.0", vec![first, node.aws_eni_ip(json!({}))]);
-    let before = lab.state();
-    let added = node.add(&list, "ctr-1", &pod).ok();
-    assert_eq!(added.ips(), vec![ip("198.18.1.100")]);
-    assert_eq!(
-        pod.link_kind(IFNAME),
-        kind,
-        "the pod interface is a {kind} link"
-    );
-    assert!(lab.held(ENI_A).contains(&ip("198.18.1.100")));
-    node.check(&list, "ctr-1", &pod).ok();
-    node.del(&list, "ctr-1", &pod).ok();
-    assert_eq!(lab.state(), before);
-    assert_eq!(
-        node.log_lines().len(),
-        3,
-        "ADD, CHECK, DEL: {:?}",
-        node.log_lines()
-    );
-    lab.close();
-}
-
-#[test]
 fn e2e_master_omitted_plugin_finds_parent_link_of_pod_interface() {
     let _serial = serial();
     let mut lab = Lab::start();
-    // Two ENI links; macvlan sits on eth2, and aws-eni-ip is not told: it must find eth2 itself.
+    // Two ENI links; the pod link sits on eth2, and aws-eni-ip is not told: it must find eth2 itself.
     let node = lab.node(INSTANCE_A, &[("eth1", MAC_A), ("eth2", MAC_A2)]);
     let pod = lab.pod("pod1");
     let list = node.conflist(
         "e2e-net",
         "1.0.0",
-        vec![macvlan("eth2", v4_range(&node)), node.aws_eni_ip(json!({}))],
+        vec![
+            pod_link("eth2", v4_range(&node)),
+            node.aws_eni_ip(json!({})),
+        ],
     );
     let before = lab.state();
     node.add(&list, "ctr-1", &pod).ok();
@@ -267,7 +230,7 @@ fn e2e_two_nodes_floating_address_stays_with_new_owner() {
         "e2e-float",
         "1.0.0",
         vec![
-            macvlan("eth1", floating.clone()),
+            pod_link("eth1", floating.clone()),
             node_a.aws_eni_ip(json!({"master": "eth1"})),
         ],
     );
@@ -275,7 +238,7 @@ fn e2e_two_nodes_floating_address_stays_with_new_owner() {
         "e2e-float",
         "1.0.0",
         vec![
-            macvlan("eth1", floating),
+            pod_link("eth1", floating),
             node_b.aws_eni_ip(json!({"master": "eth1", "allowReassignment": true})),
         ],
     );
@@ -310,17 +273,19 @@ fn e2e_two_nodes_floating_address_stays_with_new_owner() {
 }
 
 #[test]
-fn e2e_twenty_pods_in_parallel_leave_the_eni_as_it_started() {
-    const PODS: usize = 20;
+fn e2e_pods_in_parallel_leave_the_eni_as_it_started() {
+    let pods_at_once = parallel_pods();
     let _serial = serial();
     let mut lab = Lab::start();
     let node = lab.node(INSTANCE_A, &[("eth1", MAC_A)]);
-    let pods: Vec<Pod> = (0..PODS).map(|i| lab.pod(&format!("pod{i}"))).collect();
+    let pods: Vec<Pod> = (0..pods_at_once)
+        .map(|i| lab.pod(&format!("pod{i}")))
+        .collect();
     let list = node.conflist(
         "e2e-net",
         "1.0.0",
         vec![
-            macvlan("eth1", v4_range(&node)),
+            pod_link("eth1", v4_range(&node)),
             node.aws_eni_ip(json!({"master": "eth1"})),
         ],
     );
@@ -343,14 +308,14 @@ fn e2e_twenty_pods_in_parallel_leave_the_eni_as_it_started() {
     let mut all: Vec<IpAddr> = added.into_iter().flatten().collect();
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), PODS, "every pod got its own address");
+    assert_eq!(all.len(), pods_at_once, "every pod got its own address");
     let held = lab.held(ENI_A);
     for a in &all {
         assert!(held.contains(a), "{a} is on the ENI");
     }
     assert_eq!(
         held.len(),
-        PODS + 1,
+        pods_at_once + 1,
         "pods' addresses plus the world's own secondary"
     );
 
@@ -364,20 +329,24 @@ fn e2e_twenty_pods_in_parallel_leave_the_eni_as_it_started() {
     });
     assert_eq!(lab.state(), before, "the ENI ends exactly as it started");
     let lines = node.log_lines();
-    assert_eq!(lines.len(), 2 * PODS, "one log line per ADD and per DEL");
+    assert_eq!(
+        lines.len(),
+        2 * pods_at_once,
+        "one log line per ADD and per DEL"
+    );
     assert_eq!(
         lines
             .iter()
             .filter(|l| l.contains("cmd=\"ADD\"") && l.contains(" ok "))
             .count(),
-        PODS
+        pods_at_once
     );
     assert_eq!(
         lines
             .iter()
             .filter(|l| l.contains("cmd=\"DEL\"") && l.contains(" ok "))
             .count(),
-        PODS
+        pods_at_once
     );
     lab.close();
 }
@@ -392,7 +361,7 @@ fn e2e_managed_eni_is_refused_with_code_104_and_nothing_assigned() {
         "e2e-net",
         "1.0.0",
         vec![
-            macvlan("eth3", v4_range(&node)),
+            pod_link("eth3", v4_range(&node)),
             node.aws_eni_ip(json!({"master": "eth3"})),
         ],
     );
@@ -433,7 +402,7 @@ fn e2e_gc_releases_attachments_the_runtime_no_longer_lists() {
         "e2e-net",
         "1.0.0",
         vec![
-            macvlan("eth1", v4_range(&node)),
+            pod_link("eth1", v4_range(&node)),
             node.aws_eni_ip(json!({"master": "eth1"})),
         ],
     );
@@ -442,11 +411,11 @@ fn e2e_gc_releases_attachments_the_runtime_no_longer_lists() {
     // The runtime lost ctr-1 (its cache is gone, as after a node reboot): no DEL will ever come.
     std::fs::remove_file(node.cache_file("e2e-net", "ctr-1")).expect("ctr-1's cache file");
     let gc = node.gc(&list, &["ctr-2"]).ok();
-    assert!(
-        gc.stderr.contains("GC skipped for plugin macvlan"),
-        "{}",
-        gc.stderr
+    let skipped = format!(
+        "GC skipped for plugin {}",
+        PodLink::under_test().plugin_type()
     );
+    assert!(gc.stderr.contains(&skipped), "{}", gc.stderr);
     let held = lab.held(ENI_A);
     assert!(
         !held.contains(&a1[0]),
@@ -474,7 +443,7 @@ fn e2e_status_is_ready_then_code_50_when_imds_is_down() {
         "e2e-net",
         "1.0.0",
         vec![
-            macvlan("eth1", v4_range(&node)),
+            pod_link("eth1", v4_range(&node)),
             node.aws_eni_ip(json!({"master": "eth1"})),
         ],
     );
