@@ -864,6 +864,36 @@ impl Outcome {
 
 /// A tiny HTTP/1.1 client for the simulator's admin API (no extra dev-dependency).
 pub fn http(base: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_as(base, method, path, "application/json", "", body)
+}
+
+/// An EC2 Query API call, as the SDK sends one (the simulator checks that a SigV4 header is
+/// there, not the signature).
+pub fn ec2_query(base: &str, params: &[(&str, &str)]) -> (u16, String) {
+    let body: Vec<String> = [("Version", "2016-11-15")]
+        .iter()
+        .chain(params)
+        .map(|(k, v)| format!("{k}={}", v.replace('/', "%2F").replace(':', "%3A")))
+        .collect();
+    let auth = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDE2E/20260101/us-west-2/ec2/aws4_request, SignedHeaders=host, Signature=00\r\n";
+    http_as(
+        base,
+        "POST",
+        "/",
+        "application/x-www-form-urlencoded",
+        auth,
+        Some(&body.join("&")),
+    )
+}
+
+fn http_as(
+    base: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    extra_headers: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     let host = base
         .strip_prefix("http://")
         .expect("http URL")
@@ -876,7 +906,7 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<&str>) -> (u16, S
     let body = body.unwrap_or("");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("send request");

@@ -1,8 +1,12 @@
 //! IPAM mode end to end: libcni runs `macvlan` with `"ipam": {"type": "aws-eni-ip"}` in network
-//! namespaces against ec2-sim. EC2 chooses every pod's address; a pod that asks for one through
-//! the `ips` capability (Multus's runtimeConfig) gets exactly that one; DEL gives all back.
+//! namespaces against ec2-sim. EC2 chooses every pod's address, never one inside an explicit subnet
+//! CIDR reservation; a pod that asks for one through the `ips` capability (Multus's
+//! runtimeConfig) gets exactly that one; DEL gives all back.
 
 use super::harness::*;
+
+/// ENI A's subnet in tests/worlds/e2e.json.
+const SUBNET_A: &str = "subnet-0e2e00000000002";
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -19,6 +23,18 @@ fn e2e_ipam_mode_twenty_pods_in_parallel_get_distinct_addresses_ec2_chose() {
     let node = lab.node(INSTANCE_A, &[("eth1", MAC_A)]);
     let pods: Vec<Pod> = (0..PODS).map(|i| lab.pod(&format!("ipam{i}"))).collect();
     let list = node.conflist("ipam-net", "1.0.0", vec![ipam_macvlan(&node, json!({}))]);
+    // The lower half of ENI A's subnet is kept for static addresses: EC2 must choose above it.
+    let reserved: ipnetwork::Ipv4Network = "198.18.1.0/25".parse().unwrap();
+    let (code, body) = ec2_query(
+        &lab.endpoints.ec2,
+        &[
+            ("Action", "CreateSubnetCidrReservation"),
+            ("SubnetId", SUBNET_A),
+            ("Cidr", "198.18.1.0/25"),
+            ("ReservationType", "explicit"),
+        ],
+    );
+    assert_eq!(code, 200, "reserve: {body}");
     let before = lab.state();
     let added: Vec<Vec<IpAddr>> = std::thread::scope(|s| {
         let handles: Vec<_> = pods
@@ -46,6 +62,11 @@ fn e2e_ipam_mode_twenty_pods_in_parallel_get_distinct_addresses_ec2_chose() {
     let held = lab.held(ENI_A);
     for a in &all {
         assert!(held.contains(a), "{a} is on {ENI_A}");
+        let IpAddr::V4(v4) = a else { panic!("{a}") };
+        assert!(
+            !reserved.contains(*v4),
+            "{a} lies in the reservation {reserved}"
+        );
     }
     std::thread::scope(|s| {
         for (i, pod) in pods.iter().enumerate() {
