@@ -27,7 +27,7 @@ addresses to an ENI. It does nothing when explicit reservations already cover CI
 reservation.
 
 Credentials and region: the standard AWS chain (AWS_* variables, AWS_PROFILE and ~/.aws files,
-SSO profiles when built with the sso feature, web identity, instance profile); --region overrides.
+SSO profiles after `aws sso login`, web identity, instance profile); --region overrides.
 IAM: ec2:DescribeSubnets, ec2:DescribeNetworkInterfaces, ec2:GetSubnetCidrReservations, and for
 reserve ec2:CreateSubnetCidrReservation.";
 

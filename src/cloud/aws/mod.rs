@@ -1,11 +1,13 @@
 //! The aws-sdk implementation: aws-sdk-ec2 for EC2 and aws-config's IMDSv2 client, both driven by
 //! our retry policy (the SDK's own retries are off so one deadline bounds the whole command).
 
+mod call;
 mod ec2;
 mod imds;
 mod subnet;
 
-pub use ec2::{sdk_call, standard_config, AwsEc2};
+pub use call::{sdk_call, standard_config};
+pub use ec2::AwsEc2;
 pub use imds::AwsMetadata;
 
 use super::retry::RetryPolicy;

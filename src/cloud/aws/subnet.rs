@@ -1,6 +1,6 @@
 //! [`SubnetEc2`] through aws-sdk-ec2.
 
-use super::ec2::sdk_call;
+use super::call::sdk_call;
 use super::AwsEc2;
 use crate::cloud::subnet::{CidrReservation, SubnetEc2, SubnetEni, SubnetFacts};
 use crate::cloud::CloudError;

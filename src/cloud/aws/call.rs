@@ -1,0 +1,223 @@
+//! One AWS SDK call under our retry policy and the node budget, and how its failures are
+//! classified: the same for the plugin, the agent, operator commands and the node-group hook.
+
+use super::causes;
+use crate::cloud::error::THROTTLING_CODES;
+use crate::cloud::retry::{Outcome, RetryPolicy, Verdict};
+use crate::cloud::{CallBudget, CloudError};
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+const SERVER_CODES: [&str; 4] = [
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "Unavailable",
+];
+
+/// The SDK's shared config from the standard chain, with the SDK's own retries off.
+pub async fn standard_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    loader.load().await
+}
+
+/// [`budgeted_call`] without a budget: operator commands and the node-group hook.
+pub async fn sdk_call<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    action: &'static str,
+    op: F,
+) -> Result<T, CloudError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
+    >,
+{
+    budgeted_call(policy, None, action, op).await
+}
+
+/// One call of any AWS SDK (EC2, Auto Scaling) under the retry policy, each attempt paced by
+/// `budget` when there is one, its failure classified into a [`CloudError`] the same way for every
+/// caller.
+pub(crate) async fn budgeted_call<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    budget: Option<&dyn CallBudget>,
+    action: &'static str,
+    mut op: F,
+) -> Result<T, CloudError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
+    >,
+{
+    let started = std::time::Instant::now();
+    let uncertain = std::cell::Cell::new(false);
+    let last_refusal: std::cell::RefCell<Option<String>> = Default::default();
+    let deadline = policy.deadline;
+    let outcome = policy
+        .run(
+            || {
+                // Lazy: nothing is sent until the budget's wait is over.
+                let request = op();
+                let wait = match budget {
+                    Some(b) => b.reserve(action, deadline),
+                    None => Some(std::time::Duration::ZERO),
+                };
+                async move {
+                    let wait = wait.ok_or(Attempt::OverBudget)?;
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    request.await.map_err(Attempt::Sdk)
+                }
+            },
+            |e| match e {
+                Attempt::OverBudget => Verdict::Fail,
+                Attempt::Sdk(e) => {
+                    if is_throttled(e) {
+                        if let Some(b) = budget {
+                            b.throttled();
+                        }
+                    }
+                    if let SdkError::ServiceError(ctx) = e {
+                        *last_refusal.borrow_mut() = Some(format!(
+                            "{}: {}",
+                            ctx.err().code().unwrap_or("HTTP error"),
+                            ctx.err().message().unwrap_or_default()
+                        ));
+                    }
+                    if may_have_applied(e) {
+                        uncertain.set(true);
+                    }
+                    classify_ec2(e)
+                }
+            },
+        )
+        .await;
+    tracing::debug!(
+        action,
+        ok = matches!(outcome, Outcome::Done(_)),
+        ms = started.elapsed().as_millis() as u64,
+        "EC2"
+    );
+    let over_budget = || {
+        CloudError::Transient {
+            action,
+            reason: match last_refusal.borrow().as_deref() {
+                Some(last) => format!("{last}; the node's EC2 budget, slowed by throttling, allows no further attempt before the deadline (timeoutMs)"),
+                None => "the node's EC2 budget has no token before the deadline (timeoutMs): other calls from this node came first".into(),
+            },
+        }
+    };
+    let uncertain = uncertain.get();
+    match outcome {
+        Outcome::Done(v) => Ok(v),
+        Outcome::Failed(Attempt::Sdk(e)) => Err(ec2_error(action, &e, false, uncertain)),
+        Outcome::OutOfTime(Some(Attempt::Sdk(e))) => Err(ec2_error(action, &e, true, uncertain)),
+        Outcome::Failed(Attempt::OverBudget) | Outcome::OutOfTime(Some(Attempt::OverBudget)) => {
+            Err(over_budget())
+        }
+        Outcome::OutOfTime(None) => Err(CloudError::Transient {
+            action,
+            reason: "no answer before the deadline (timeoutMs)".into(),
+        }),
+    }
+}
+
+/// One attempt's failure: EC2's (or the transport's), or the node budget's refusal to wait that long.
+enum Attempt<E> {
+    Sdk(E),
+    OverBudget,
+}
+
+fn is_throttled<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> bool {
+    matches!(e, SdkError::ServiceError(ctx) if THROTTLING_CODES.contains(&ctx.err().code().unwrap_or_default()))
+}
+
+/// A request that timed out, broke mid-flight or failed on the server may still have been carried
+/// out; one that was throttled or refused was not.
+fn may_have_applied<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default();
+            !THROTTLING_CODES.contains(&code)
+                && (SERVER_CODES.contains(&code) || ctx.raw().status().as_u16() >= 500)
+        }
+        _ => false,
+    }
+}
+
+fn classify_ec2<E: ProvideErrorMetadata>(
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> Verdict {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Verdict::Retry
+        }
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default();
+            if THROTTLING_CODES.contains(&code)
+                || SERVER_CODES.contains(&code)
+                || ctx.raw().status().as_u16() >= 500
+            {
+                Verdict::Retry
+            } else if code == "InvalidNetworkInterfaceID.NotFound" {
+                // EC2 is eventually consistent: a fresh ENI can be briefly unknown.
+                Verdict::RetryBriefly
+            } else {
+                Verdict::Fail
+            }
+        }
+        _ => Verdict::Fail,
+    }
+}
+
+fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    action: &'static str,
+    e: &SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+    out_of_time: bool,
+    maybe_applied: bool,
+) -> CloudError {
+    let transient = out_of_time || classify_ec2(e) == Verdict::Retry;
+    match e {
+        SdkError::ServiceError(ctx) if !transient => CloudError::Api {
+            action,
+            code: ctx.err().code().unwrap_or("Unknown").to_string(),
+            message: ctx.err().message().unwrap_or_default().to_string(),
+            maybe_applied,
+        },
+        SdkError::ServiceError(ctx) => CloudError::Transient {
+            action,
+            reason: format!(
+                "{}: {}",
+                ctx.err().code().unwrap_or("HTTP error"),
+                ctx.err().message().unwrap_or_default()
+            ),
+        },
+        other if transient => CloudError::Transient {
+            action,
+            reason: causes(other),
+        },
+        other => CloudError::Api {
+            action,
+            code: "ClientError".into(),
+            message: causes(other),
+            maybe_applied,
+        },
+    }
+}
