@@ -11,7 +11,7 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, python: &Result<Python, String>,
     let _ = writeln!(w, "## 1–2. One ADD / DEL, whole process, and the floor\n");
     let _ = writeln!(
         w,
-        "{} runs each (after {WARMUP} warm-up runs), interleaved: first ADD, its DEL, later ADD, DEL, floor (env), floor (IMDS), Python. IMDS latency 1 ms; EC2 latency as shown, every action.\n",
+        "{} runs each (after {WARMUP} warm-up runs), interleaved: first ADD, its DEL, later ADD, DEL, IPAM-mode ADD and its DEL, floor (env), floor (IMDS), Python. IMDS latency 1 ms; EC2 latency as shown, every action. The node budget is set to burst 1000, 1000/s here: a lone operation finds a token waiting, and the bench's own pace (an operation every few ms, for minutes) must not meet the budget's defaults, which sections 5 and 6 measure.\n",
         o.runs
     );
     let _ = writeln!(

@@ -141,6 +141,8 @@ pub trait CallBudget: Send + Sync {
     ) -> Option<std::time::Duration>;
     /// EC2 answered throttled: slow the node down.
     fn throttled(&self);
+    /// EC2 took the call (whatever its answer): the node may speed up again.
+    fn accepted(&self);
 }
 
 /// What the AWS clients need to know: where to call, and by when every call must be done.

@@ -1,8 +1,9 @@
 //! The node's budget for mutating EC2 calls: one token bucket in the node dir, shared by every
 //! plugin process (and the agent) under a flock. EC2 throttles per account and region, and the VPC
 //! CNI draws from the same buckets: a node paces itself before sending instead of retrying blindly.
-//! The refill rate adapts: halved on every throttled answer (down to 1/16 of the configured rate),
-//! grown back by 1/8 of it per second without one.
+//! The refill rate adapts like TCP's window: halved on every throttled answer (down to 1/16 of the
+//! configured rate), grown back by 1/16 of it for every accepted call, and slowly (1/64 per second)
+//! while the node is quiet.
 //!
 //! ```text
 //! <node>/settings.json   {"ec2Budget": {"burst": 10, "refillPerSecond": 5}}   optional, operator's
@@ -20,8 +21,10 @@ use std::time::{Duration, Instant};
 
 /// How far the adaptive rate may fall below the configured one.
 const MIN_RATE_FRACTION: f64 = 1.0 / 16.0;
-/// How fast the adaptive rate grows back, as a fraction of the configured rate per second.
-const GROWTH_PER_SECOND: f64 = 1.0 / 8.0;
+/// How much of the configured rate one accepted call gives back.
+const GROWTH_PER_ACCEPTED: f64 = 1.0 / 16.0;
+/// How fast a quiet node's rate grows back, as a fraction of the configured rate per second.
+const GROWTH_PER_SECOND: f64 = 1.0 / 64.0;
 /// A budget file that cannot be locked this fast is skipped: pacing must never block a pod.
 const LOCK_WAIT: Duration = Duration::from_millis(200);
 
@@ -198,6 +201,20 @@ impl CallBudget for NodeBudget {
             (s, ())
         });
     }
+
+    fn accepted(&self) {
+        let max = self.limits.refill_per_second;
+        // The common case, a node at full pace, costs a read and no lock or write.
+        if self.current().rate >= max {
+            return;
+        }
+        self.update(|mut s| {
+            if s.rate < max {
+                s.rate = (s.rate + max * GROWTH_PER_ACCEPTED).min(max);
+            }
+            (s, ())
+        });
+    }
 }
 
 fn now_ms() -> u64 {
@@ -255,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn throttling_halves_the_rate_down_to_its_floor_and_it_grows_back() {
+    fn throttling_halves_the_rate_down_to_its_floor_and_accepted_calls_win_it_back() {
         let (_d, b) = budget(5, 16.0);
         for _ in 0..10 {
             b.throttled();
@@ -264,8 +281,17 @@ mod tests {
         assert!((s.rate - 1.0).abs() < 0.1, "floor is 1/16: {}", s.rate);
         assert!(s.tokens <= 0.1, "burst drained: {}", s.tokens);
         std::thread::sleep(Duration::from_millis(500));
-        let later = b.current().rate;
-        assert!(later > 1.5 && later < 3.0, "grows by 2/s: {later}");
+        let quiet = b.current().rate;
+        assert!(quiet > 1.0 && quiet < 1.3, "a quiet node grows by 1/64 per second: {quiet}");
+        for _ in 0..4 {
+            b.accepted();
+        }
+        let won = b.current().rate;
+        assert!(won > 5.0 && won < 5.5, "each accepted call gives 1/16 back: {won}");
+        for _ in 0..20 {
+            b.accepted();
+        }
+        assert!((b.current().rate - 16.0).abs() < 0.01, "never above the limit");
     }
 
     #[test]

@@ -82,9 +82,11 @@ where
             |e| match e {
                 Attempt::OverBudget => Verdict::Fail,
                 Attempt::Sdk(e) => {
-                    if is_throttled(e) {
-                        if let Some(b) = budget {
-                            b.throttled();
+                    if let Some(b) = budget {
+                        // Any answer but "slow down" means the account's bucket had a token.
+                        match is_throttled(e) {
+                            true => b.throttled(),
+                            false => b.accepted(),
                         }
                     }
                     if let SdkError::ServiceError(ctx) = e {
@@ -119,7 +121,12 @@ where
     };
     let uncertain = uncertain.get();
     match outcome {
-        Outcome::Done(v) => Ok(v),
+        Outcome::Done(v) => {
+            if let Some(b) = budget {
+                b.accepted();
+            }
+            Ok(v)
+        }
         Outcome::Failed(Attempt::Sdk(e)) => Err(ec2_error(action, &e, false, uncertain)),
         Outcome::OutOfTime(Some(Attempt::Sdk(e))) => Err(ec2_error(action, &e, true, uncertain)),
         Outcome::Failed(Attempt::OverBudget) | Outcome::OutOfTime(Some(Attempt::OverBudget)) => {
