@@ -282,16 +282,25 @@ mod tests {
         assert!(s.tokens <= 0.1, "burst drained: {}", s.tokens);
         std::thread::sleep(Duration::from_millis(500));
         let quiet = b.current().rate;
-        assert!(quiet > 1.0 && quiet < 1.3, "a quiet node grows by 1/64 per second: {quiet}");
+        assert!(
+            quiet > 1.0 && quiet < 1.3,
+            "a quiet node grows by 1/64 per second: {quiet}"
+        );
         for _ in 0..4 {
             b.accepted();
         }
         let won = b.current().rate;
-        assert!(won > 5.0 && won < 5.5, "each accepted call gives 1/16 back: {won}");
+        assert!(
+            won > 5.0 && won < 5.5,
+            "each accepted call gives 1/16 back: {won}"
+        );
         for _ in 0..20 {
             b.accepted();
         }
-        assert!((b.current().rate - 16.0).abs() < 0.01, "never above the limit");
+        assert!(
+            (b.current().rate - 16.0).abs() < 0.01,
+            "never above the limit"
+        );
     }
 
     #[test]
