@@ -30,7 +30,7 @@ GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCAC
 VNG_VERSION := 1.42
 VNG_VENV    := target/vng
 
-.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image dist dist-build dist-check dist-tools image-test lint-k8s lint-iam
+.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image image-push dist dist-build dist-check dist-tools image-test lint-k8s lint-iam
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -50,6 +50,7 @@ help:
 	@echo "make dist      static musl binaries (x86_64, aarch64), tar.gz each, SHA256SUMS in target/dist; then dist-check"
 	@echo "make dist-check  aarch64 binary under qemu-user-static: version, VERSION, ADD/DEL against ec2-sim (root)"
 	@echo "make image     podman build of install/Dockerfile from target/dist: manifest \$$(IMAGE) for amd64 + arm64"
+	@echo "make image-push REGISTRY=…  push that manifest list to REGISTRY/aws-eni-ip:\$$(VERSION)"
 	@echo "make image-test  the image tests/image.rs runs: this arch, quick static build (part of make test)"
 
 build:
@@ -151,11 +152,15 @@ dist-check: deps
 	bash scripts/dist-check.sh $(DIST_DIR)
 
 # One manifest list, both architectures; no RUN step, so nothing runs under emulation.
-# Push: $(PODMAN) manifest push --all $(IMAGE) docker://REGISTRY/aws-eni-ip:$(VERSION)
 image: deps dist-build
 	-$(PODMAN) manifest rm $(IMAGE) >/dev/null 2>&1
 	$(PODMAN) build --platform $(IMAGE_PLATFORMS) --manifest $(IMAGE) -f install/Dockerfile $(DIST_DIR)
 	$(PODMAN) manifest inspect $(IMAGE) | jq -r '.manifests[] | "\(.platform.os)/\(.platform.architecture) \(.digest)"'
+
+# Pushes the manifest list built by `make image` (log in first: podman login REGISTRY-HOST).
+image-push:
+	@test -n "$(REGISTRY)" || { echo "make image-push: set REGISTRY, e.g. REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com" >&2; exit 2; }
+	$(PODMAN) manifest push --all $(IMAGE) docker://$(REGISTRY)/aws-eni-ip:$(VERSION)
 
 # The image that tests/image.rs runs: this arch only, the quick `image-test` cargo profile.
 image-test: deps dist-tools
