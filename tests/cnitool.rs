@@ -4,9 +4,10 @@
 //! environment. What a node has and this machine has not is mapped, and only that:
 //! `/opt/cni/bin` → a directory with the Debian reference plugins and the aws-eni-ip under test;
 //! `conf/cnitool-ipvlan.conflist` → a copy whose range is in the lab's subnet (198.18.1.80-90) and
-//! whose aws-eni-ip block points at the lab's EC2, IMDS, state dir and log file (`macvlan` instead
-//! of `ipvlan` where the kernel has no ipvlan); the netns and conf dir names get this run's id;
-//! `aws-eni-ip state` reads the lab's state dir. Then the outcome is checked: ADD's result, the
+//! whose aws-eni-ip block points at the lab's IMDS, state dir and log file (`macvlan` instead of
+//! `ipvlan` where the kernel has no ipvlan); the netns and conf dir names get this run's id;
+//! `aws-eni-ip state` reads the lab's state dir; EC2's URL and the node dir come from the
+//! environment, as for every e2e node. Then the outcome is checked: ADD's result, the
 //! address on EC2 while attached, none after DEL, one Assign and one Unassign.
 
 #[path = "e2e/harness.rs"]
@@ -54,7 +55,7 @@ fn lab_conflist(node: &Node, interface: &str) -> String {
     assert_eq!(ours["type"], "aws-eni-ip");
     assert!(ours.get("region").is_none(), "the conflist pins a region");
     let lab_keys = node.aws_eni_ip(serde_json::json!({}));
-    for key in ["ec2Endpoint", "imdsEndpoint", "stateDir", "logFile"] {
+    for key in ["imdsEndpoint", "stateDir", "logFile"] {
         ours[key] = lab_keys[key].clone();
     }
     serde_json::to_string_pretty(&list).unwrap()
@@ -108,6 +109,10 @@ fn the_readme_cnitool_walkthrough_adds_checks_and_deletes() {
         .env_clear()
         .env("PATH", path)
         .env("HOME", &node.dir)
+        // A node's own settings, as the harness gives every e2e node: EC2 (plain HTTP off
+        // loopback, which a config may not name) and the node-wide store of this "node".
+        .env("AWS_ENDPOINT_URL_EC2", &node.ec2_url)
+        .env(aws_eni_ip::store::NODE_DIR_ENV, node.state_dir())
         .current_dir(&node.dir)
         .output()
         .unwrap();

@@ -239,12 +239,12 @@ fn number_in(
     let Some(v) = raw.get(key).filter(|v| !v.is_null()) else {
         return Ok(None);
     };
+    let (low, high) = (range.start(), range.end());
     match v.as_u64().filter(|n| range.contains(n)) {
         Some(n) => Ok(Some(n)),
         None => Err(
-            CniError::invalid_config(format!("\"{key}\" {v} is out of range")).with_details(
-                format!("use a whole number from {} to {}", range.start(), range.end()),
-            ),
+            CniError::invalid_config(format!("\"{key}\" {v} is out of range"))
+                .with_details(format!("use a whole number from {low} to {high}")),
         ),
     }
 }

@@ -1,9 +1,11 @@
 //! The log file with a size cap, shared by every plugin process on the node.
 //!
-//! Each line is one `write(2)` to an `O_APPEND` file while holding a shared flock on
-//! `<logFile>.lock`; rotating takes that lock exclusively. So a line is never written into a file
-//! that is being renamed away, and every file stays within the cap (a single line larger than the
-//! cap gets a file of its own). Rotation renames `log.(n-2)` → `log.(n-1)`, …, `log` → `log.1`, the
+//! Each line is one `write(2)` to an `O_APPEND` file while holding an exclusive flock on
+//! `<logFile>.lock`, and the size check, the rotation and the write happen under that one lock. So a
+//! line is never written into a file that is being renamed away, and every file stays within the
+//! cap (a single line larger than the cap gets a file of its own). A plugin process writes a line
+//! or two, so serialising writers costs nothing that matters; a shared lock for writers would let
+//! two of them pass the same size check and overrun the cap together. Rotation renames `log.(n-2)` → `log.(n-1)`, …, `log` → `log.1`, the
 //! way logrotate does; a process that still holds the old file sees its inode differ from the
 //! path's and reopens. Failures never fail the pod: the line goes to the file as it is.
 
@@ -54,30 +56,20 @@ impl RotatingFile {
     }
 
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let shared = self.flock(FlockArg::LockShared);
+        let _held = self.flock();
+        // Another process may have rotated since our last line.
         self.follow_path()?;
         if self.is_full(line.len()) {
-            drop(shared);
-            let exclusive = self.flock(FlockArg::LockExclusive);
-            // Another process may have rotated while we waited for the lock.
-            self.follow_path()?;
-            if self.is_full(line.len()) {
-                self.rotate();
-                self.file = append(&self.path)?;
-            }
-            self.file.write_all(line)?;
-            drop(exclusive);
-            return Ok(());
+            self.rotate();
+            self.file = append(&self.path)?;
         }
-        self.file.write_all(line)?;
-        drop(shared);
-        Ok(())
+        self.file.write_all(line)
     }
 
     /// Without the lock file (unwritable dir) lines are still written, just not coordinated.
-    fn flock(&self, how: FlockArg) -> Option<Flock<File>> {
+    fn flock(&self) -> Option<Flock<File>> {
         let lock = self.lock.as_ref()?.try_clone().ok()?;
-        Flock::lock(lock, how).ok()
+        Flock::lock(lock, FlockArg::LockExclusive).ok()
     }
 
     fn is_full(&self, incoming: usize) -> bool {
