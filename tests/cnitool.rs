@@ -4,8 +4,8 @@
 //! environment. What a node has and this machine has not is mapped, and only that:
 //! `/opt/cni/bin` → a directory with the Debian reference plugins and the aws-eni-ip under test;
 //! `conf/cnitool-ipvlan.conflist` → a copy whose range is in the lab's subnet (198.18.1.80-90) and
-//! whose aws-eni-ip block points at the lab's IMDS, state dir and log file (`macvlan` instead of
-//! `ipvlan` where the kernel has no ipvlan); the netns and conf dir names get this run's id;
+//! whose aws-eni-ip block points at the lab's IMDS, state dir and log file, and whose link is the
+//! e2e run's kind (`E2E_LINK`: macvlan on this host, whose kernel has no ipvlan); the netns and conf dir names get this run's id;
 //! `aws-eni-ip state` reads the lab's state dir; EC2's URL and the node dir come from the
 //! environment, as for every e2e node. Then the outcome is checked: ADD's result, the
 //! address on EC2 while attached, none after DEL, one Assign and one Unassign.
@@ -37,15 +37,13 @@ fn walkthrough() -> String {
 }
 
 /// The conflist as the lab needs it: same chain and keys, the lab's subnet and endpoints.
-fn lab_conflist(node: &Node, interface: &str) -> String {
+fn lab_conflist(node: &Node, kind: PodLink) -> String {
     let mut list: Value = serde_json::from_str(CONFLIST).expect("conflist is JSON");
     let plugins = list["plugins"].as_array_mut().unwrap();
     let link = &mut plugins[0];
     assert_eq!(link["type"], "ipvlan");
-    if interface == "macvlan" {
-        link["type"] = "macvlan".into();
-        link["mode"] = "bridge".into();
-    }
+    link["type"] = kind.plugin_type().into();
+    link["mode"] = kind.mode().into();
     let range = &mut link["ipam"]["ranges"][0][0];
     range["subnet"] = "198.18.1.0/24".into();
     range["rangeStart"] = "198.18.1.80".into();
@@ -66,12 +64,8 @@ fn the_readme_cnitool_walkthrough_adds_checks_and_deletes() {
     let _serial = serial();
     let mut lab = Lab::start();
     let node = lab.node(INSTANCE_A, &[("eth1", MAC_A)]);
-    let interface = if lab.ipvlan_available(&node, "eth1") {
-        "ipvlan"
-    } else {
-        eprintln!("kernel has no ipvlan: the walkthrough's chain runs with macvlan");
-        "macvlan"
-    };
+    // E2E_LINK, as for every e2e scenario: macvlan here, ipvlan in `make e2e-ipvlan`'s VM.
+    let kind = PodLink::under_test();
 
     // /opt/cni/bin of a node: the reference plugins and aws-eni-ip.
     let bin = node.dir.join("opt-cni-bin");
@@ -84,7 +78,7 @@ fn the_readme_cnitool_walkthrough_adds_checks_and_deletes() {
     fs::create_dir_all(&tools).unwrap();
     symlink(driver(), tools.join("cnitool")).unwrap();
     let conflist = node.dir.join("cnitool-ipvlan.conflist");
-    fs::write(&conflist, lab_conflist(&node, interface)).unwrap();
+    fs::write(&conflist, lab_conflist(&node, kind)).unwrap();
 
     let netns = format!("aei-{}-try", lab.id);
     let netconf = node.dir.join("net.d");
