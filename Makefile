@@ -4,6 +4,24 @@ DESTDIR ?=
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE   ?= aws-eni-ip:$(VERSION)
 
+# Release artifacts: static musl binaries cross-built with cargo-zigbuild (scripts/dist.sh).
+DIST_DIR     ?= target/dist
+DIST_ARCHS   ?= x86_64 aarch64
+DIST_PROFILE ?= release
+# zig and cargo-zigbuild (PyPI, pinned) in a venv of their own: cargo-lambda (make hook) pins an
+# older zig in target/tools, and the two never share a PATH.
+DIST_TOOLS   := $(CURDIR)/target/dist-tools
+DIST_PYPI    := ziglang==0.15.2 cargo-zigbuild==0.24.1
+# Podman as seen working on the development machines and CI (no Docker engine, no systemd).
+PODMAN       ?= podman --runtime runc --cgroup-manager cgroupfs --storage-driver vfs
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+# The image test (make test): a quick static build for this machine's arch only, in its own dir.
+HOST_ARCH    := $(shell uname -m)
+HOST_DOCKER_ARCH := $(if $(filter aarch64,$(HOST_ARCH)),arm64,amd64)
+IMAGE_TEST_DIR := target/dist-image-test
+# One tag per checkout, so that engineers sharing a machine never replace each other's test image.
+IMAGE_TEST   ?= localhost/aws-eni-ip:image-test$(subst /,-,$(CURDIR))
+
 # The libcni driver of the end-to-end tests and the demo: Debian's libcni in GOPATH mode, no downloads.
 DRIVER  := tests/runtime/bin/cni-driver
 GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$${GOCACHE:-$(CURDIR)/target/go-build}
@@ -12,7 +30,7 @@ GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCAC
 VNG_VERSION := 1.42
 VNG_VENV    := target/vng
 
-.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image
+.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image image-push dist dist-build dist-check dist-tools image-test lint-k8s lint-iam
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -23,11 +41,17 @@ help:
 	@echo "make e2e-ipvlan  the ipvlan end-to-end cases in a VM whose kernel has ipvlan (root; ~6 min after make release)"
 	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
 	@echo "make bench     benchmark (release build)"
-	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver, cfn-lint of install/"
+	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver, cfn-lint, kubernetes-validate and parliament of install/"
 	@echo "make lint-cfn  cfn-lint (pinned, from PyPI into target/tools) of install/node-group-hook.yaml"
+	@echo "make lint-k8s  kubernetes-validate --strict (pinned, into target/tools) of install/daemonset.yaml"
+	@echo "make lint-iam  parliament (pinned, into target/tools) of install/iam-policy*.json"
 	@echo "make hook      the node-group hook's Lambda bundle: target/lambda/aws-eni-ip-hook/bootstrap.zip"
 	@echo "make install   copy target/release/aws-eni-ip to \$$(DESTDIR)/opt/cni/bin"
-	@echo "make image     docker build -f install/Dockerfile (needs a Docker engine; none on the dev machines)"
+	@echo "make dist      static musl binaries (x86_64, aarch64), tar.gz each, SHA256SUMS in target/dist; then dist-check"
+	@echo "make dist-check  aarch64 binary under qemu-user-static: version, VERSION, ADD/DEL against ec2-sim (root)"
+	@echo "make image     podman build of install/Dockerfile from target/dist: manifest \$$(IMAGE) for amd64 + arm64"
+	@echo "make image-push REGISTRY=…  push that manifest list to REGISTRY/aws-eni-ip:\$$(VERSION)"
+	@echo "make image-test  the image tests/image.rs runs: this arch, quick static build (part of make test)"
 
 build:
 	$(CARGO) build --workspace --locked
@@ -42,14 +66,16 @@ deps:
 driver:
 	@mkdir -p $(dir $(DRIVER))
 	$(GOENV) go build -o $(DRIVER) ./tests/runtime/driver
+	ln -sf cni-driver $(dir $(DRIVER))cnitool
 
 # Needs neither root nor the Debian test packages: the commands run against fakes, the simulator in-process.
 unit:
 	$(CARGO) test --locked -p aws-eni-ip --lib --bins --test properties --test conf_examples --test install --test budget
 	$(CARGO) test --locked -p ec2-sim
 
-test: deps
-	$(CARGO) test --workspace --locked
+test: deps image-test
+	AEI_IMAGE=$(IMAGE_TEST) AEI_IMAGE_BINARY=$(CURDIR)/$(IMAGE_TEST_DIR)/linux/$(HOST_DOCKER_ARCH)/aws-eni-ip \
+	AEI_PODMAN="$(PODMAN)" $(CARGO) test --workspace --locked
 
 e2e: deps
 	$(CARGO) test --locked -p aws-eni-ip --test e2e
@@ -71,6 +97,8 @@ bench:
 TOOLS        := target/tools
 CFN_LINT     := cfn-lint==1.58.0
 CARGO_LAMBDA := cargo-lambda==1.9.2 ziglang==0.13.0
+K8S_VALIDATE := kubernetes-validate==1.37.0
+PARLIAMENT   := parliament==1.6.4
 
 $(TOOLS)/bin/python:
 	@bash scripts/install-deps.sh python3 python3-venv
@@ -80,13 +108,24 @@ lint-cfn: $(TOOLS)/bin/python
 	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CFN_LINT)
 	$(TOOLS)/bin/cfn-lint install/node-group-hook.yaml
 
+lint-k8s: $(TOOLS)/bin/python
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(K8S_VALIDATE)
+	$(TOOLS)/bin/kubernetes-validate --strict install/daemonset.yaml
+	$(TOOLS)/bin/kubernetes-validate --strict -k 1.29 install/daemonset.yaml
+
+# parliament reads stdin when it is not a terminal: give it /dev/null.
+lint-iam: $(TOOLS)/bin/python
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(PARLIAMENT)
+	$(TOOLS)/bin/parliament --config install/parliament.yaml \
+	  --files install/iam-policy.json,install/iam-policy-subnet.json </dev/null
+
 # cargo-lambda cross-builds with zig; both come from PyPI. Upload the zip and deploy the template.
 hook: $(TOOLS)/bin/python
 	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CARGO_LAMBDA)
 	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH cargo-lambda lambda build --release --locked -p aws-eni-ip-hook --output-format zip
 	@ls -l target/lambda/aws-eni-ip-hook/bootstrap.zip
 
-lint: lint-cfn
+lint: lint-cfn lint-k8s lint-iam
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@if command -v go >/dev/null; then \
@@ -99,6 +138,32 @@ install:
 	install -d $(DESTDIR)/opt/cni/bin
 	install -m 0755 target/release/aws-eni-ip $(DESTDIR)/opt/cni/bin/aws-eni-ip
 
-# Not runnable on the development machines (no Docker engine); see the comments in install/Dockerfile.
-image:
-	docker build -f install/Dockerfile -t $(IMAGE) .
+dist-tools:
+	@test -x $(DIST_TOOLS)/bin/python || { bash scripts/install-deps.sh python3 python3-venv && python3 -m venv $(DIST_TOOLS); }
+	@$(DIST_TOOLS)/bin/pip install --quiet --disable-pip-version-check $(DIST_PYPI)
+
+dist: dist-build dist-check
+
+dist-build: dist-tools
+	PATH=$(DIST_TOOLS)/bin:$$PATH bash scripts/dist.sh $(DIST_DIR) $(DIST_PROFILE) $(DIST_ARCHS)
+
+dist-check: deps
+	@bash scripts/install-deps.sh qemu-user-static
+	bash scripts/dist-check.sh $(DIST_DIR)
+
+# One manifest list, both architectures; no RUN step, so nothing runs under emulation.
+image: deps dist-build
+	-$(PODMAN) manifest rm $(IMAGE) >/dev/null 2>&1
+	$(PODMAN) build --platform $(IMAGE_PLATFORMS) --manifest $(IMAGE) -f install/Dockerfile $(DIST_DIR)
+	$(PODMAN) manifest inspect $(IMAGE) | jq -r '.manifests[] | "\(.platform.os)/\(.platform.architecture) \(.digest)"'
+
+# Pushes the manifest list built by `make image` (log in first: podman login REGISTRY-HOST).
+image-push:
+	@test -n "$(REGISTRY)" || { echo "make image-push: set REGISTRY, e.g. REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com" >&2; exit 2; }
+	$(PODMAN) manifest push --all $(IMAGE) docker://$(REGISTRY)/aws-eni-ip:$(VERSION)
+
+# The image that tests/image.rs runs: this arch only, the quick `image-test` cargo profile.
+image-test: deps dist-tools
+	PATH=$(DIST_TOOLS)/bin:$$PATH DIST_TARBALLS=0 bash scripts/dist.sh $(IMAGE_TEST_DIR) image-test $(HOST_ARCH)
+	-$(PODMAN) rmi -f $(IMAGE_TEST) >/dev/null 2>&1
+	$(PODMAN) build -q --platform linux/$(HOST_DOCKER_ARCH) -t $(IMAGE_TEST) -f install/Dockerfile $(IMAGE_TEST_DIR) >/dev/null

@@ -76,7 +76,8 @@ if ! CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=${G
   exit 1
 fi
 DRIVER=$ROOT/tests/runtime/bin/cni-driver
-PLUGIN_DIR=$ROOT/target/debug
+# AEI_PLUGIN_DIR: another aws-eni-ip to run (make dist-check puts the aarch64 one there, under qemu).
+PLUGIN_DIR=${AEI_PLUGIN_DIR:-$ROOT/target/debug}
 
 # A free 198.19.X.0/24 (benchmark range) for the bridge that links the node to the simulator.
 used=$(ip -o addr show)

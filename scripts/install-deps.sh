@@ -21,6 +21,7 @@ PACKAGES=(
   containernetworking-plugins  # /usr/lib/cni: macvlan, ipvlan, host-local, static
   iproute2                     # ip netns / ip link
   curl jq                      # the demo reads the simulator's admin API
+  podman runc                  # make image / make image-test build and run the DaemonSet image
   "${VM_PACKAGES[@]}"
   "$@"
 )

@@ -1,7 +1,11 @@
-//! Logs go to `logFile`, never stdout (it carries the CNI reply). One line per operation.
+//! Logs go to `logFile`, never stdout (it carries the CNI reply). One line per operation. The file
+//! is capped at `logMaxBytes` and rotated, keeping `logMaxFiles` files (see [`RotatingFile`]).
+
+mod rotation;
+
+pub use rotation::RotatingFile;
 
 use crate::config::{LogLevel, PluginConfig};
-use std::path::Path;
 use std::sync::Mutex;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -24,7 +28,7 @@ pub fn init(config: &PluginConfig) {
         .with_ansi(false)
         .with_target(false);
     // A log file that cannot be opened must not fail the pod: stderr is read only when stdout is empty.
-    let _ = match open(&config.log_file) {
+    let _ = match open(config) {
         Some(file) => builder
             .with_writer(Mutex::new(file))
             .finish()
@@ -39,20 +43,15 @@ pub fn init(config: &PluginConfig) {
 }
 
 /// `logFile` is tenant input run as root: a missing dir is made private, an existing one keeps its
-/// mode, and a symlink in the file's place is not followed.
-fn open(path: &Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+/// mode, and a symlink in the file's place is not followed (see [`RotatingFile::open`]).
+fn open(config: &PluginConfig) -> Option<RotatingFile> {
+    use std::os::unix::fs::DirBuilderExt;
+    let path = &config.log_file;
     if let Some(dir) = path.parent() {
         let _ = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir);
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .ok()
+    RotatingFile::open(path, config.log_max_bytes, config.log_max_files).ok()
 }

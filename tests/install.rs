@@ -332,6 +332,8 @@ fn keep_reinstalls_after_removal_and_corruption_and_stops_on_sigterm() {
     assert!(stdout.contains("it was removed"), "{stdout}");
     assert!(stdout.contains("it was changed"), "{stdout}");
     assert!(stdout.contains("SIGTERM"), "{stdout}");
+    // Stopping the installer (a rollout, a node drain) never takes the plugin off the node.
+    assert!(same_as_binary(&installed), "binary gone after SIGTERM");
     assert_eq!(dir_names(dir.path()), ["aws-eni-ip"]);
 }
 
@@ -366,7 +368,44 @@ fn daemonset_runs_the_installer_with_least_privilege() {
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["priorityClassName"], "system-node-critical");
     assert_eq!(pod["automountServiceAccountToken"], false);
-    assert_eq!(pod["nodeSelector"]["aws-eni-ip.io/enabled"], "true");
+    // Every Linux EC2 node, no labels: an autoscaled node gets the plugin too.
+    assert!(pod.get("nodeSelector").is_none(), "{pod:#}");
+    let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    assert_eq!(terms.as_array().map(Vec::len), Some(1), "{terms:#}");
+    let expressions: Vec<(String, String, Vec<String>)> = terms[0]["matchExpressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let values = e["values"].as_array().unwrap();
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["operator"].as_str().unwrap().to_string(),
+                values
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        expressions,
+        [
+            ("kubernetes.io/os".into(), "In".into(), strings(&["linux"])),
+            (
+                "kubernetes.io/arch".into(),
+                "In".into(),
+                strings(&["amd64", "arm64"])
+            ),
+            (
+                "eks.amazonaws.com/compute-type".into(),
+                "NotIn".into(),
+                strings(&["fargate", "hybrid"])
+            ),
+        ]
+    );
     assert_eq!(pod["tolerations"][0]["operator"], "Exists");
     assert_ne!(pod["hostNetwork"], true);
     let strategy = &ds["spec"]["updateStrategy"];
@@ -414,9 +453,19 @@ fn daemonset_runs_the_installer_with_least_privilege() {
 }
 
 #[test]
-fn iam_policy_grants_only_what_the_plugin_calls() {
-    let raw = fs::read_to_string(Path::new(REPO).join("install/iam-policy.json")).unwrap();
+fn iam_policies_grant_only_what_the_plugin_calls_in_every_partition() {
+    for file in ["install/iam-policy.json", "install/iam-policy-subnet.json"] {
+        check_policy(file);
+    }
+}
+
+fn check_policy(file: &str) {
+    let raw = fs::read_to_string(Path::new(REPO).join(file)).unwrap();
     let policy: Value = serde_json::from_str(&raw).unwrap();
+    assert!(
+        !raw.contains("arn:aws:"),
+        "{file}: an ARN pinned to one partition"
+    );
     assert_eq!(policy["Version"], "2012-10-17");
     let mut actions: Vec<&str> = Vec::new();
     for statement in policy["Statement"].as_array().unwrap() {
@@ -431,12 +480,27 @@ fn iam_policy_grants_only_what_the_plugin_calls() {
             assert_eq!(statement["Resource"], "*");
             assert!(statement.get("Condition").is_none());
         } else {
-            assert_eq!(statement["Resource"], "arn:aws:ec2:*:*:network-interface/*");
+            assert_eq!(statement["Resource"], "arn:*:ec2:*:*:network-interface/*");
             assert_eq!(
                 statement["Condition"]["StringEquals"]
                     ["ec2:ResourceTag/node.k8s.amazonaws.com/no_manage"],
-                "true"
+                "true",
+                "{file}"
             );
+            let subnets = &statement["Condition"]["ArnLike"]["ec2:Subnet"];
+            if file.ends_with("-subnet.json") {
+                let subnets = subnets.as_array().expect("ec2:Subnet list");
+                assert!(!subnets.is_empty());
+                for subnet in subnets {
+                    let arn = subnet.as_str().unwrap();
+                    assert!(arn.starts_with("arn:*:ec2:*:*:subnet/subnet-"), "{arn}");
+                }
+            } else {
+                assert!(
+                    subnets.is_null(),
+                    "{file}: no subnet pin in the default policy"
+                );
+            }
         }
         actions.extend(these);
     }

@@ -13,6 +13,10 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/aws-eni-ip";
 pub const DEFAULT_LOG_FILE: &str = "/var/log/aws-eni-ip.log";
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
+const LOG_MAX_BYTES_RANGE: std::ops::RangeInclusive<u64> = 4_096..=1 << 30;
+const LOG_MAX_FILES_RANGE: std::ops::RangeInclusive<u64> = 1..=100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -35,6 +39,10 @@ pub struct PluginConfig {
     pub state_dir: PathBuf,
     pub log_file: PathBuf,
     pub log_level: LogLevel,
+    /// The log file is rotated before a line would take it past this size.
+    pub log_max_bytes: u64,
+    /// Files kept, the live one included: `logFile`, `logFile.1`, … `logFile.<n-1>`.
+    pub log_max_files: u32,
     pub timeout: Duration,
 }
 
@@ -51,6 +59,8 @@ impl Default for PluginConfig {
             state_dir: DEFAULT_STATE_DIR.into(),
             log_file: DEFAULT_LOG_FILE.into(),
             log_level: LogLevel::Info,
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
         }
     }
@@ -59,7 +69,7 @@ impl Default for PluginConfig {
 /// Reads one key (or a few that belong together) into the config.
 type KeyReader = fn(&Map<String, Value>, &mut PluginConfig) -> Result<(), CniError>;
 
-const KEYS: [KeyReader; 8] = [
+const KEYS: [KeyReader; 9] = [
     read_master,
     read_region,
     read_endpoints,
@@ -67,6 +77,7 @@ const KEYS: [KeyReader; 8] = [
     read_state_dir,
     read_log_file,
     read_log_level,
+    read_log_rotation,
     read_timeout,
 ];
 
@@ -210,6 +221,34 @@ fn read_log_level(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), 
     Ok(())
 }
 
+fn read_log_rotation(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
+    if let Some(bytes) = number_in(raw, "logMaxBytes", LOG_MAX_BYTES_RANGE)? {
+        c.log_max_bytes = bytes;
+    }
+    if let Some(files) = number_in(raw, "logMaxFiles", LOG_MAX_FILES_RANGE)? {
+        c.log_max_files = files as u32;
+    }
+    Ok(())
+}
+
+fn number_in(
+    raw: &Map<String, Value>,
+    key: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, CniError> {
+    let Some(v) = raw.get(key).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let (low, high) = (range.start(), range.end());
+    match v.as_u64().filter(|n| range.contains(n)) {
+        Some(n) => Ok(Some(n)),
+        None => Err(
+            CniError::invalid_config(format!("\"{key}\" {v} is out of range"))
+                .with_details(format!("use a whole number from {low} to {high}")),
+        ),
+    }
+}
+
 fn read_timeout(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
     if let Some(v) = raw.get("timeoutMs").filter(|v| !v.is_null()) {
         let ms = v
@@ -341,7 +380,8 @@ mod tests {
             "ec2Endpoint": "https://vpce-1.ec2.ap-northeast-1.vpce.amazonaws.com/",
             "imdsEndpoint": "http://[fd00:ec2::254]", "allowReassignment": false,
             "allowManagedEni": true, "allowPrimaryEni": true, "stateDir": "/run/aws-eni-ip",
-            "logFile": "/var/log/x.log", "logLevel": "debug", "timeoutMs": 5000}))
+            "logFile": "/var/log/x.log", "logLevel": "debug", "timeoutMs": 5000,
+            "logMaxBytes": 65536, "logMaxFiles": 5}))
         .unwrap();
         assert_eq!(c.master.as_deref(), Some("eth1"));
         assert_eq!(
@@ -351,6 +391,7 @@ mod tests {
         assert!(!c.allow_reassignment && c.allow_managed_eni && c.allow_primary_eni);
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!((c.log_max_bytes, c.log_max_files), (65536, 5));
     }
 
     #[test]
@@ -366,6 +407,10 @@ mod tests {
             (json!({"logLevel": "loud"}), "logLevel"),
             (json!({"timeoutMs": 10}), "timeoutMs"),
             (json!({"timeoutMs": "5000"}), "timeoutMs"),
+            (json!({"logMaxBytes": 100}), "logMaxBytes"),
+            (json!({"logMaxBytes": "10M"}), "logMaxBytes"),
+            (json!({"logMaxFiles": 0}), "logMaxFiles"),
+            (json!({"logMaxFiles": 1000}), "logMaxFiles"),
             (json!({"ec2Endpoint": "http://ec2.internal"}), "ec2Endpoint"),
             (
                 json!({"ec2Endpoint": "http://10.0.0.1:8080"}),

@@ -12,6 +12,7 @@
 //	           [--cache-dir DIR] [--cni-path DIR:DIR] [--args K=V;K=V]
 //	cni-driver gc     --conflist FILE [--valid ID/IFNAME,...] [--cache-dir DIR] [--cni-path ...]
 //	cni-driver status --conflist FILE [--cni-path ...]
+//	cnitool add|check|del|gc|status NAME NETNS    (invoked through a symlink named cnitool; see cnitool.go)
 //
 // stdout: ADD prints the final result JSON; every failure prints one JSON object
 // {"code":N,"msg":"...","details":"...","error":"<libcni's error text>"} (code 0 when libcni
@@ -64,6 +65,10 @@ flags:
 }
 
 func main() {
+	if isCnitool() {
+		cnitoolMain()
+		return
+	}
 	var o options
 	fs.StringVar(&o.conflist, "conflist", "", "network configuration list (JSON)")
 	fs.StringVar(&o.container, "container", "", "container id (CNI_CONTAINERID)")
