@@ -83,6 +83,8 @@ pub trait Metadata {
     /// The ENI behind `mac` if it is attached to this instance now; `None` when IMDS no longer
     /// lists the MAC (detached, or moved to another instance).
     async fn attached_eni(&self, mac: &str) -> Result<Option<AttachedEni>, CloudError>;
+    /// The MACs of every ENI attached to this instance now: one request.
+    async fn attached_macs(&self) -> Result<Vec<String>, CloudError>;
     /// This instance's id; also the cheap call that proves IMDS answers (STATUS).
     async fn instance_id(&self) -> Result<String, CloudError>;
 }

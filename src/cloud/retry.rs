@@ -13,6 +13,9 @@ pub enum Verdict {
     Retry,
     /// Retry a few times only: EC2's eventual consistency (e.g. an ENI id not yet visible).
     RetryBriefly,
+    /// Retry after a short jitter only: a pacer (the node budget) decides when the next attempt
+    /// goes out, and the policy's growing backoff on top would only waste the deadline.
+    RetryPaced,
     Fail,
 }
 
@@ -87,6 +90,15 @@ impl RetryPolicy {
                 Verdict::Fail => return Outcome::Failed(err),
                 Verdict::RetryBriefly if attempt + 1 >= self.brief_attempts => {
                     return Outcome::Failed(err)
+                }
+                Verdict::RetryPaced => {
+                    // Only a jitter of the base delay: a pacer that failed open must not spin.
+                    match self.delay(0, Instant::now(), &mut rng) {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => return Outcome::OutOfTime(Some(err)),
+                    }
+                    attempt += 1;
+                    continue;
                 }
                 Verdict::Retry | Verdict::RetryBriefly => {}
             }
@@ -211,6 +223,29 @@ mod tests {
             Outcome::OutOfTime(Some("RequestLimitExceeded"))
         ));
         assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn paced_retries_do_not_back_off_exponentially() {
+        let calls = Cell::new(0);
+        let started = Instant::now();
+        let out: Outcome<(), &str> = rt().block_on(policy(10_000).run(
+            || {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move {
+                    if n < 12 {
+                        Err("throttled, paced elsewhere")
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            |_| Verdict::RetryPaced,
+        ));
+        assert!(matches!(out, Outcome::Done(())));
+        // Eleven exponential backoffs average over 6 s; base-delay jitter is at most 50 ms each.
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[test]

@@ -38,22 +38,9 @@ pub async fn release_locked(
     record: &Attachment,
     deadline: Instant,
 ) -> Result<Released, CniError> {
-    let attached = aws
-        .metadata()
-        .attached_eni(&record.mac)
-        .await
-        .map_err(|e| {
-            from_cloud(
-                &e,
-                &format!(
-                    "check that {} (MAC {}) is still attached to this instance",
-                    record.eni_id, record.mac
-                ),
-            )
-        })?;
-    let primary = match attached {
-        Some(a) if a.eni_id == record.eni_id => a.primary_ipv4.map(IpAddr::V4),
-        _ => {
+    let primary = match still_attached(store, aws, record).await? {
+        Some(primary) => primary,
+        None => {
             tracing::warn!(eni = %record.eni_id, mac = %record.mac, container = %record.container_id,
                 addresses = %list(&record.addresses),
                 "the ENI is no longer attached to this instance: record dropped, EC2 untouched");
@@ -83,6 +70,39 @@ pub async fn release_locked(
         addresses,
         eni_detached: false,
     })
+}
+
+/// `Some(the ENI's primary IP)` while the record's MAC is still attached to this instance (one
+/// IMDS request; the primary comes from the ENI cache, which holds it for that MAC), `None` once
+/// it is not.
+async fn still_attached(
+    store: &Store,
+    aws: &impl Aws,
+    record: &Attachment,
+) -> Result<Option<Option<IpAddr>>, CniError> {
+    let subject = format!(
+        "check that {} (MAC {}) is still attached to this instance",
+        record.eni_id, record.mac
+    );
+    let macs = aws
+        .metadata()
+        .attached_macs()
+        .await
+        .map_err(|e| from_cloud(&e, &subject))?;
+    if !macs.iter().any(|m| m.eq_ignore_ascii_case(&record.mac)) {
+        return Ok(None);
+    }
+    if let Some(cached) = store
+        .cached_eni(&record.mac)
+        .filter(|c| c.facts.eni_id == record.eni_id && c.facts.primary_ipv4.is_some())
+    {
+        return Ok(Some(cached.facts.primary_ipv4.map(IpAddr::V4)));
+    }
+    match aws.metadata().attached_eni(&record.mac).await {
+        Ok(Some(a)) if a.eni_id == record.eni_id => Ok(Some(a.primary_ipv4.map(IpAddr::V4))),
+        Ok(_) => Ok(None),
+        Err(e) => Err(from_cloud(&e, &subject)),
+    }
 }
 
 /// Unassigns what `eni` still holds of `addrs`; returns what it unassigned.

@@ -99,7 +99,13 @@ where
                     if may_have_applied(e) {
                         uncertain.set(true);
                     }
-                    classify_ec2(e)
+                    match classify_ec2(e) {
+                        // The budget's wait, halved rate included, is the backoff.
+                        Verdict::Retry if budget.is_some() && is_throttled(e) => {
+                            Verdict::RetryPaced
+                        }
+                        v => v,
+                    }
                 }
             },
         )

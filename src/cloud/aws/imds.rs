@@ -201,6 +201,15 @@ impl Metadata for AwsMetadata {
         }
     }
 
+    async fn attached_macs(&self) -> Result<Vec<String>, CloudError> {
+        Ok(self
+            .get_list("network/interfaces/macs/")
+            .await?
+            .into_iter()
+            .map(|m| m.trim_end_matches('/').to_ascii_lowercase())
+            .collect())
+    }
+
     async fn instance_id(&self) -> Result<String, CloudError> {
         Ok(self.get("instance-id").await?.trim().to_string())
     }

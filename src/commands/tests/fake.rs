@@ -204,6 +204,17 @@ impl Metadata for FakeAws {
         }))
     }
 
+    async fn attached_macs(&self) -> Result<Vec<String>, CloudError> {
+        self.enter("imds:macs")?;
+        let detached = self.detached.borrow();
+        Ok(self
+            .facts
+            .keys()
+            .filter(|m| !detached.contains(m))
+            .cloned()
+            .collect())
+    }
+
     async fn instance_id(&self) -> Result<String, CloudError> {
         self.enter("imds:instance-id")?;
         Ok(INSTANCE.into())
