@@ -34,6 +34,7 @@ fn record(container: &str, addrs: &[&str], phase: Phase, age_secs: u64) -> Attac
         adopted: Vec::new(),
         follow: None,
         release_error: None,
+        by_ipam: false,
     }
 }
 

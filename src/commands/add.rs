@@ -10,8 +10,8 @@ use crate::cni::{CniError, ErrorCode};
 use crate::node::Host;
 use crate::node::MasterLink;
 use crate::store::{now_unix, Attachment, CachedEni, Follow, Phase};
-use std::net::IpAddr;
 use serde_json::Value;
+use std::net::IpAddr;
 
 /// More addresses than this on one pod interface is not a pod network: refuse before any call.
 pub const MAX_POD_ADDRESSES: usize = 64;
