@@ -8,7 +8,7 @@ use super::errors::from_cloud;
 use super::{list, split_families};
 use crate::cloud::{Aws, CloudError, Ec2, Metadata};
 use crate::cni::CniError;
-use crate::store::{releasable_among, Attachment, AttachmentKey, Store, StoreError};
+use crate::store::{releasable_among, Attachment, AttachmentKey, Locks, Store, StoreError};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -118,10 +118,11 @@ pub async fn release_batch(
     still: impl Fn(&Attachment) -> bool,
 ) -> Vec<(AttachmentKey, Result<Option<Released>, CniError>)> {
     let mut out = Vec::new();
-    let mut held = Vec::new();
+    let mut held: Vec<Attachment> = Vec::new();
+    let mut locked = Held::default();
     for key in keys {
-        match store.lock_record(key, &[], Instant::now() + lock_wait) {
-            Ok((locks, Some(record))) if still(&record) => held.push((locks, record)),
+        match locked.record(store, key, Instant::now() + lock_wait) {
+            Ok(Some(record)) if still(&record) => held.push(record),
             Ok(_) | Err(StoreError::LockTimeout { .. }) => out.push((key.clone(), Ok(None))),
             Err(e) => out.push((key.clone(), Err(e.into()))),
         }
@@ -133,11 +134,11 @@ pub async fn release_batch(
         Ok(n) => n,
         Err(e) => {
             let e = CniError::from(e);
-            out.extend(held.iter().map(|(_, r)| (r.key(), Err(e.clone()))));
+            out.extend(held.iter().map(|r| (r.key(), Err(e.clone()))));
             return out;
         }
     };
-    for (_locks, record) in &held {
+    for record in &held {
         let deadline = Instant::now() + op_timeout;
         let result = release_held(store, aws, record, &node, deadline).await;
         let transient = matches!(&result, Err(e) if e.is_transient());
@@ -151,6 +152,46 @@ pub async fn release_batch(
         }
     }
     out
+}
+
+/// The address locks a batch holds; records that share an address share its one lock (a second
+/// flock of the same file in this process would wait for the first).
+#[derive(Default)]
+struct Held {
+    addresses: Vec<IpAddr>,
+    locks: Vec<Locks>,
+}
+
+impl Held {
+    /// Locks what `key`'s record holds beyond what is held already, then reads the record; one
+    /// that grew while we waited is locked again.
+    fn record(
+        &mut self,
+        store: &Store,
+        key: &AttachmentKey,
+        by: Instant,
+    ) -> Result<Option<Attachment>, StoreError> {
+        let mut want = match store.get(key)? {
+            Some(r) => r.addresses,
+            None => return Ok(None),
+        };
+        loop {
+            let new: Vec<IpAddr> = want
+                .iter()
+                .copied()
+                .filter(|a| !self.addresses.contains(a))
+                .collect();
+            self.locks.push(store.lock_addresses(&new, by)?);
+            self.addresses.extend(new);
+            match store.get(key)? {
+                Some(r) if r.addresses.iter().all(|a| self.addresses.contains(a)) => {
+                    return Ok(Some(r))
+                }
+                Some(r) => want = r.addresses,
+                None => return Ok(None),
+            }
+        }
+    }
 }
 
 async fn release_held(

@@ -1,13 +1,13 @@
-//! The node agent in the real chain: each simulated node runs `aws-eni-ip agent` in its own
-//! namespace (its IMDS identity, its state dir, a fake CRI runtime of its own). Issue 12: a sandbox
-//! that vanishes without DEL loses its address. Issue 15: a VIP that an application adds in a
-//! pod (`ip addr add`) follows to the ENI of the node whose pod holds it, in either order of
-//! failover, survives an agent restart, and a flap costs no EC2 call.
+//! The node agent in the real chain (the pod link from `E2E_LINK`): each simulated node runs
+//! `aws-eni-ip agent` in its own namespace (its IMDS identity, its state dir, a fake CRI runtime of
+//! its own). Issue 12: a sandbox that vanishes without DEL loses its address. Issue 15: a VIP that
+//! an application adds in a pod (`ip addr add`) follows to the ENI of the node whose pod holds it,
+//! in either order of failover, survives an agent restart, and a flap costs no EC2 call.
 
 use super::agent_proc::{wait_until, AgentProc};
 use super::cri::FakeCri;
 use super::harness::*;
-use super::{ip, macvlan, v4_range};
+use super::{ip, v4_range};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -93,7 +93,7 @@ fn recorded(node: &Node, container: &str) -> Vec<IpAddr> {
 fn follow_list(node: &Node, pod_ip: &str) -> PathBuf {
     let ipam = json!({"type": "static", "addresses": [{"address": format!("{pod_ip}/24")}]});
     let block: Value = node.aws_eni_ip(json!({"master": "eth1", "followAddresses": true}));
-    node.conflist("e2e-vip", "1.0.0", vec![macvlan("eth1", ipam), block])
+    node.conflist("e2e-vip", "1.0.0", vec![pod_link("eth1", ipam), block])
 }
 
 struct Pair {
@@ -156,7 +156,7 @@ fn e2e_agent_releases_an_address_whose_sandbox_vanished_without_del() {
         "e2e-net",
         "1.0.0",
         vec![
-            macvlan("eth1", v4_range(&node)),
+            pod_link("eth1", v4_range(&node)),
             node.aws_eni_ip(json!({"master": "eth1"})),
         ],
     );
