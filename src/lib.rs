@@ -1,6 +1,7 @@
 //! aws-eni-ip: a chained CNI plugin that makes Multus secondary-interface pod addresses routable in
 //! the VPC by assigning them as secondary IPs of the master interface's ENI.
 
+pub mod agent;
 pub mod cli;
 pub mod cloud;
 pub mod cni;

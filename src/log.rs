@@ -13,12 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(config: &PluginConfig) {
-    let level = match config.log_level {
-        LogLevel::Error => LevelFilter::ERROR,
-        LogLevel::Warn => LevelFilter::WARN,
-        LogLevel::Info => LevelFilter::INFO,
-        LogLevel::Debug => LevelFilter::DEBUG,
-    };
+    let level = level_filter(config.log_level);
     // Our events at the chosen level; the SDK's own chatter only when it warns.
     let targets = Targets::new()
         .with_target("aws_eni_ip", level)
@@ -54,4 +49,29 @@ fn open(config: &PluginConfig) -> Option<RotatingFile> {
             .create(dir);
     }
     RotatingFile::open(path, config.log_max_bytes, config.log_max_files).ok()
+}
+
+/// The node agent logs to stdout, where the container runtime collects it.
+pub fn init_stdout(level: LogLevel) {
+    let level = level_filter(level);
+    let targets = Targets::new()
+        .with_target("aws_eni_ip", level)
+        .with_default(LevelFilter::WARN);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false)
+        .with_writer(std::io::stdout)
+        .finish()
+        .with(targets)
+        .try_init();
+}
+
+fn level_filter(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+    }
 }

@@ -9,7 +9,7 @@ use crate::commands::{self, Ctx, Summary};
 use crate::config::ipam::IpamConfig;
 use crate::config::PluginConfig;
 use crate::node::NetlinkHost;
-use crate::store::{NodeDir, Store};
+use crate::store::{Ec2Count, NodeDir, Store};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +50,7 @@ pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> R
         Err(e) => {
             crate::log::init(&PluginConfig::default());
             log_outcome(&env, &conf, started, &Err(e.clone()));
+            count_run(env.command, &Err(e.clone()));
             return error_reply(&e, &version);
         }
     };
@@ -64,6 +65,7 @@ pub fn run(env_get: impl Fn(&str) -> Option<String>, stdin: &mut impl Read) -> R
             .map(|(_, s)| s.clone())
             .map_err(Clone::clone),
     );
+    count_run(env.command, &outcome);
     match outcome {
         Ok((stdout, _)) => Reply {
             stdout,
@@ -208,6 +210,31 @@ fn log_outcome(
         ),
     }
 }
+
+/// Adds this run to the node's counters for the agent's metrics; never delays or fails the pod.
+fn count_run(command: Command, outcome: &Result<(String, Summary), CniError>) {
+    let (label, code) = match outcome {
+        Ok((_, s)) if s.handed_off => ("handed_off", 0),
+        Ok(_) => ("ok", 0),
+        Err(e) => ("error", e.code.as_u32()),
+    };
+    let ec2: Vec<Ec2Count> = crate::cloud::calls::snapshot()
+        .into_iter()
+        .map(|(action, c)| Ec2Count {
+            action: action.to_string(),
+            calls: c.calls,
+            throttled: c.throttled,
+        })
+        .collect();
+    if let Err(e) =
+        NodeDir::from_env().count_plugin_run(command.as_str(), label, code, &ec2, COUNTERS_WAIT)
+    {
+        tracing::debug!(error = %e, "run not counted");
+    }
+}
+
+/// The longest a plugin run waits to add itself to the node's counters.
+const COUNTERS_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The version to answer in when the config cannot be parsed: the one it names, if we speak it.
 fn raw_version(input: &[u8]) -> String {

@@ -11,12 +11,13 @@ use serde_json::{Map, Value};
 
 const CONF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf");
 const INTERFACE_PLUGINS: [&str; 2] = ["ipvlan", "macvlan"];
-const EXPECTED: [&str; 9] = [
+const EXPECTED: [&str; 10] = [
     "ipvlan-whereabouts-ipv4.yaml",
     "ipvlan-whereabouts-ipv6.yaml",
     "ipvlan-whereabouts-dualstack.yaml",
     "ipvlan-host-local.yaml",
     "ipvlan-sbr.yaml",
+    "ipvlan-keepalived-vip.yaml",
     "cnitool-ipvlan.conflist",
     "ipvlan-ipam-ipv4.yaml",
     "ipvlan-ipam-dualstack.yaml",

@@ -407,14 +407,14 @@ fn daemonset_runs_the_installer_with_least_privilege() {
         ]
     );
     assert_eq!(pod["tolerations"][0]["operator"], "Exists");
-    assert_ne!(pod["hostNetwork"], true);
     let strategy = &ds["spec"]["updateStrategy"];
     assert_eq!(strategy["type"], "RollingUpdate");
     assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], "10%");
 
     let containers = pod["containers"].as_array().unwrap();
-    assert_eq!(containers.len(), 1);
+    assert_eq!(containers.len(), 2, "the installer and the agent");
     let c = &containers[0];
+    assert_eq!(c["name"], "install");
     let argv: Vec<&str> = c["command"]
         .as_array()
         .into_iter()
@@ -442,14 +442,92 @@ fn daemonset_runs_the_installer_with_least_privilege() {
     assert_eq!(c["resources"]["requests"]["memory"], "16Mi");
     assert_eq!(c["resources"]["limits"]["memory"], "64Mi");
 
-    // Only the bin dir: the plugin's state dir and log file are used on the host, not by this pod.
+    // The installer mounts only the bin dir; the state dir and the log file are the plugin's.
     let mounts = c["volumeMounts"].as_array().unwrap();
     assert_eq!(mounts.len(), 1);
     assert_eq!(mounts[0]["mountPath"], "/host/opt/cni/bin");
     let volumes = pod["volumes"].as_array().unwrap();
-    assert_eq!(volumes.len(), 1);
-    assert_eq!(volumes[0]["name"], mounts[0]["name"]);
-    assert_eq!(volumes[0]["hostPath"]["path"], "/opt/cni/bin");
+    let volume = |name: &Value| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == *name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    assert_eq!(
+        volume(&mounts[0]["name"])["hostPath"]["path"],
+        "/opt/cni/bin"
+    );
+}
+
+#[test]
+fn daemonset_runs_the_agent_with_only_the_privileges_it_uses() {
+    let ds = yaml(&Path::new(REPO).join("install/daemonset.yaml"));
+    let pod = &ds["spec"]["template"]["spec"];
+    // IMDSv2 with hop limit 1 answers the host's network namespace only.
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "no Kubernetes API"
+    );
+    let c = &pod["containers"][1];
+    assert_eq!(c["name"], "agent");
+    let argv: Vec<&str> = c["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(&argv[..2], ["/aws-eni-ip", "agent"]);
+    let flags: Vec<String> = argv[2..].iter().map(|s| s.to_string()).collect();
+    let parsed = aws_eni_ip::cli::agent::parse(&flags)
+        .unwrap_or_else(|e| panic!("the DaemonSet's flags: {e}"))
+        .unwrap();
+    assert_eq!(parsed.metrics_bind.port(), 61690);
+    assert_eq!(c["ports"][0]["containerPort"], 61690);
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    assert_eq!(
+        sc["capabilities"]["add"],
+        serde_json::json!(["SYS_ADMIN"]),
+        "setns into pod netns, nothing else"
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    let host_path = |mount: &Value| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .map(|v| v["hostPath"]["path"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let mounts: Vec<(String, String, bool)> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_string(),
+                host_path(m),
+                m["readOnly"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("/var/lib/cni".into(), "/var/lib/cni".into(), false),
+            (
+                "/run/containerd/containerd.sock".into(),
+                "/run/containerd/containerd.sock".into(),
+                true
+            ),
+            ("/var/run/netns".into(), "/var/run/netns".into(), true),
+        ]
+    );
 }
 
 #[test]
@@ -476,7 +554,7 @@ fn check_policy(file: &str) {
             .iter()
             .map(|a| a.as_str().unwrap())
             .collect();
-        if these == ["ec2:DescribeNetworkInterfaces"] {
+        if these.iter().all(|a| a.starts_with("ec2:Describe")) {
             assert_eq!(statement["Resource"], "*");
             assert!(statement.get("Condition").is_none());
         } else {
@@ -510,6 +588,7 @@ fn check_policy(file: &str) {
         [
             "ec2:AssignIpv6Addresses",
             "ec2:AssignPrivateIpAddresses",
+            "ec2:DescribeInstanceTypes",
             "ec2:DescribeNetworkInterfaces",
             "ec2:UnassignIpv6Addresses",
             "ec2:UnassignPrivateIpAddresses",

@@ -7,13 +7,20 @@
 //!
 //! Knobs (environment): BENCH_RUNS (20), BENCH_BURST_RUNS (20), BENCH_BURST_PODS (100),
 //! BENCH_NODES (10,50,200), BENCH_PODS_PER_NODE (20), BENCH_IN_FLIGHT (32),
-//! BENCH_SCALE_BUCKET (100/20 = capacity/refill per second), BENCH_PYTHON (interpreter with boto3).
+//! BENCH_SCALE_BUCKET (100/20 = capacity/refill per second), BENCH_PYTHON (interpreter with boto3),
+//! BENCH_AGENT_IDLE_SECS (130, at least 70), BENCH_VIP_MOVES (100).
 
+mod agent;
 mod burst;
 mod child;
+#[allow(dead_code)]
+#[path = "../../tests/common/cri.rs"]
+mod cri;
+mod follow;
 mod hook;
 mod layout;
 mod phase;
+mod proc;
 mod python;
 mod report;
 mod scale;
@@ -54,6 +61,8 @@ struct Opts {
     pods_per_node: usize,
     in_flight: usize,
     scale_bucket: Throttle,
+    agent_idle_secs: usize,
+    vip_moves: usize,
 }
 
 fn env_num(name: &str, default: usize) -> Result<usize, String> {
@@ -99,6 +108,8 @@ impl Opts {
             pods_per_node: env_num("BENCH_PODS_PER_NODE", 20)?,
             in_flight: env_num("BENCH_IN_FLIGHT", 32)?.max(1),
             scale_bucket,
+            agent_idle_secs: env_num("BENCH_AGENT_IDLE_SECS", 130)?,
+            vip_moves: env_num("BENCH_VIP_MOVES", 100)?.max(1),
         };
         if o.burst_pods > 147 {
             return Err("BENCH_BURST_PODS: at most 147 (3 ENIs × 49 secondary addresses)".into());
@@ -309,6 +320,8 @@ fn real_main() -> Result<(), String> {
     let scale = scale::scale(&ctx)?;
     let hook_bin = profile_dir.join("aws-eni-ip-hook");
     let hook = hook::hook(&ctx, &hook_bin, 10);
+    let agent = agent::agent(&ctx)?;
+    let follow = follow::follow(&ctx)?;
     let load_end = report::loadavg();
     let _ = std::fs::remove_dir_all(&work);
 
@@ -319,6 +332,7 @@ fn real_main() -> Result<(), String> {
         &burst,
         &scale,
         &hook,
+        (&agent, &follow),
         (&load_start, &load_end),
         started,
     );

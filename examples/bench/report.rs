@@ -10,6 +10,7 @@ pub(crate) fn render(
     burst: &[burst::BurstRun],
     scale: &[scale::ScaleRun],
     hook: &Result<hook::HookBench, String>,
+    node_agent: (&agent::AgentBench, &follow::FollowBench),
     load: (&str, &str),
     started: Instant,
 ) -> String {
@@ -52,7 +53,6 @@ pub(crate) fn render(
     single_report::report(w, ctx, python, single);
     burst::report(w, ctx, burst);
     scale::report(w, ctx, scale, nproc);
-    // 7
     let _ = writeln!(w, "## 7. Binary size\n");
     for (name, p) in [
         ("aws-eni-ip (the plugin)", &ctx.plugin),
@@ -77,6 +77,8 @@ pub(crate) fn render(
         "\nRelease profile: lto = \"thin\", codegen-units = 4, strip = true, panic = \"abort\".\n"
     );
     hook::report(w, hook);
+    agent::report(w, node_agent.0);
+    follow::report(w, node_agent.1);
     let _ = writeln!(
         w,
         "_Bench wall time: {:.0} s._",

@@ -2,6 +2,7 @@
 //! the aws-sdk implementation, and the retry policy both share.
 
 pub mod aws;
+pub mod calls;
 pub mod error;
 pub mod retry;
 pub mod subnet;
@@ -87,6 +88,17 @@ pub trait Metadata {
     async fn attached_macs(&self) -> Result<Vec<String>, CloudError>;
     /// This instance's id; also the cheap call that proves IMDS answers (STATUS).
     async fn instance_id(&self) -> Result<String, CloudError>;
+    /// The addresses IMDS lists for the ENI behind `mac` (`local-ipv4s`, `ipv6s`): no EC2 call,
+    /// but it lags behind a change. Empty where the source cannot tell.
+    async fn eni_addresses(&self, mac: &str) -> Result<Vec<std::net::IpAddr>, CloudError> {
+        let _ = mac;
+        Ok(Vec::new())
+    }
+    /// This instance's type (IMDS `instance-type`), for its per-ENI address limit; `None` where
+    /// the source cannot tell.
+    async fn instance_type(&self) -> Result<Option<String>, CloudError> {
+        Ok(None)
+    }
 }
 
 /// The EC2 calls the plugin makes; every call is retried inside the command's deadline.
@@ -110,6 +122,12 @@ pub trait Ec2 {
     async fn holders(&self, addrs: &[std::net::IpAddr]) -> Result<Vec<EniView>, CloudError>;
     /// The ENI with this MAC, as EC2 sees it (IMDS may lag behind a fresh attachment).
     async fn eni_by_mac(&self, mac: &str) -> Result<Option<EniView>, CloudError>;
+    /// IPv4 addresses an ENI of `instance_type` may hold, its primary included
+    /// (DescribeInstanceTypes); `None` where the source cannot tell.
+    async fn eni_address_limit(&self, instance_type: &str) -> Result<Option<u32>, CloudError> {
+        let _ = instance_type;
+        Ok(None)
+    }
 }
 
 /// Where the region read from IMDS is kept between processes; the cloud layer is handed one.

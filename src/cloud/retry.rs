@@ -25,6 +25,9 @@ pub struct RetryPolicy {
     pub cap: Duration,
     pub brief_attempts: u32,
     pub deadline: Instant,
+    /// A long-running caller (the agent) gives each call this long from its start, not one
+    /// deadline for the process.
+    pub per_call: Option<Duration>,
 }
 
 /// What the loop ended with: the value, or the last error and whether time ran out.
@@ -43,6 +46,15 @@ impl RetryPolicy {
             cap: Duration::from_secs(2),
             brief_attempts: 3,
             deadline,
+            per_call: None,
+        }
+    }
+
+    /// Every call gets `budget` from its own start: for a process that lives longer than one call.
+    pub fn per_call(budget: Duration) -> Self {
+        RetryPolicy {
+            per_call: Some(budget),
+            ..RetryPolicy::new(Instant::now() + budget)
         }
     }
 
@@ -57,6 +69,14 @@ impl RetryPolicy {
         let ceiling = self.ceiling(attempt);
         let d = Duration::from_micros(rng.random_range(0..=ceiling.as_micros() as u64));
         (now + d < self.deadline).then_some(d)
+    }
+
+    /// When a call that starts now must be done.
+    pub fn call_deadline(&self) -> Instant {
+        match self.per_call {
+            Some(budget) => Instant::now() + budget,
+            None => self.deadline,
+        }
     }
 
     pub fn remaining(&self) -> Duration {
@@ -74,10 +94,14 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let this = RetryPolicy {
+            deadline: self.call_deadline(),
+            ..*self
+        };
         let mut rng = rand::rng();
         let mut attempt = 0u32;
         loop {
-            let remaining = self.remaining();
+            let remaining = this.remaining();
             let result = match tokio::time::timeout(remaining, op()).await {
                 Ok(r) => r,
                 Err(_) => return Outcome::OutOfTime(None),
@@ -93,7 +117,7 @@ impl RetryPolicy {
                 }
                 Verdict::RetryPaced => {
                     // Only a jitter of the base delay: a pacer that failed open must not spin.
-                    match self.delay(0, Instant::now(), &mut rng) {
+                    match this.delay(0, Instant::now(), &mut rng) {
                         Some(d) => tokio::time::sleep(d).await,
                         None => return Outcome::OutOfTime(Some(err)),
                     }
@@ -102,7 +126,7 @@ impl RetryPolicy {
                 }
                 Verdict::Retry | Verdict::RetryBriefly => {}
             }
-            match self.delay(attempt, Instant::now(), &mut rng) {
+            match this.delay(attempt, Instant::now(), &mut rng) {
                 Some(d) => {
                     tracing::debug!(attempt, delay_ms = d.as_millis() as u64, "retrying");
                     tokio::time::sleep(d).await;
@@ -246,6 +270,28 @@ mod tests {
         assert!(matches!(out, Outcome::Done(())));
         // Eleven exponential backoffs average over 6 s; base-delay jitter is at most 50 ms each.
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_per_call_budget_starts_with_each_call() {
+        let p = RetryPolicy::per_call(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
+        let calls = Cell::new(0);
+        let out = rt().block_on(p.run(
+            || {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move {
+                    if n < 2 {
+                        Err("throttled")
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+            |_| Verdict::Retry,
+        ));
+        assert!(matches!(out, Outcome::Done(2)), "{out:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::cloud::Aws;
 use crate::cni::{CniError, ErrorCode};
 use crate::node::Host;
 use crate::node::MasterLink;
-use crate::store::{now_unix, Attachment, CachedEni, Locks, Phase};
+use crate::store::{now_unix, Attachment, CachedEni, Follow, Phase};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -72,7 +72,7 @@ pub async fn attach<A: Aws, H: Host>(
     let (env, config, store) = (ctx.env, ctx.config, ctx.store);
     check_count(addrs.len(), &env.ifname)?;
     let eni_id = eni.facts.eni_id.clone();
-    let (_locks, previous) = lock_with_previous(ctx, addrs)?;
+    let (_locks, previous) = store.lock_record(&ctx.key(), addrs, ctx.deadline)?;
     // A chained aws-eni-ip after IPAM mode in one chain: the IPAM call just assigned them. Any
     // other repeated ADD assigns again, since a floating address may have moved meanwhile.
     if let Some(done) = previous.as_ref().filter(|p| {
@@ -86,6 +86,7 @@ pub async fn attach<A: Aws, H: Host>(
             eni: Some(eni_id),
             addresses: done.addresses.clone(),
             note: "already assigned by this attachment".into(),
+            ..Summary::default()
         });
     }
     // A repeated ADD on another ENI: what the earlier one assigned there would leak otherwise.
@@ -110,6 +111,11 @@ pub async fn attach<A: Aws, H: Host>(
         instance_id: eni.facts.instance_id.clone(),
         adopted: Vec::new(),
         by_ipam: caller == Caller::Ipam,
+        follow: config.follow_addresses.then(|| Follow {
+            allow_reassignment: config.allow_reassignment,
+            added: Vec::new(),
+        }),
+        release_error: None,
     };
     // A repeated ADD keeps what the earlier one recorded, so DEL releases it all.
     if let Some(old) = &previous {
@@ -119,6 +125,9 @@ pub async fn attach<A: Aws, H: Host>(
             }
         }
         record.adopted = old.adopted.clone();
+        if let (Some(f), Some(old_f)) = (record.follow.as_mut(), old.follow.as_ref()) {
+            f.added = old_f.added.clone();
+        }
     }
     crate::crash::point("add:before-record");
     store.put(&record)?;
@@ -168,28 +177,6 @@ pub async fn attach<A: Aws, H: Host>(
         eni: Some(eni_id),
         addresses: addrs.to_vec(),
         note,
+        ..Summary::default()
     })
-}
-
-/// Locks `addrs` and whatever the attachment's earlier record holds, then reads that record.
-fn lock_with_previous<A, H>(
-    ctx: &Ctx<'_, A, H>,
-    addrs: &[IpAddr],
-) -> Result<(Locks, Option<Attachment>), CniError> {
-    let key = ctx.key();
-    let mut want = addrs.to_vec();
-    loop {
-        let locks = ctx.store.lock_addresses(&want, ctx.deadline)?;
-        let previous = ctx.store.get(&key)?;
-        let missing: Vec<IpAddr> = previous
-            .iter()
-            .flat_map(|p| p.addresses.iter().copied())
-            .filter(|a| !want.contains(a))
-            .collect();
-        if missing.is_empty() {
-            return Ok((locks, previous));
-        }
-        drop(locks);
-        want.extend(missing);
-    }
 }

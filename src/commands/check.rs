@@ -60,6 +60,7 @@ pub async fn check<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniE
                 eni: Some(record.eni_id.clone()),
                 addresses: addrs,
                 note: "all assigned".into(),
+                ..Summary::default()
             });
         }
         if Instant::now() >= settle_by {

@@ -138,6 +138,8 @@ async fn chosen_by_ec2<A: Aws, H: Host>(
         instance_id: facts.instance_id.clone(),
         adopted: Vec::new(),
         by_ipam: true,
+        follow: None,
+        release_error: None,
     };
     crate::crash::point("add:before-record");
     store.put(&record)?;
@@ -184,6 +186,7 @@ async fn chosen_by_ec2<A: Aws, H: Host>(
         eni: Some(eni),
         note: format!("EC2 chose {}", list(&record.addresses)),
         addresses: record.addresses,
+        ..Summary::default()
     })
 }
 

@@ -6,8 +6,10 @@ pub mod assign;
 pub mod batch;
 pub mod check;
 pub mod del;
+pub mod drift;
 pub mod eni;
 pub mod errors;
+pub mod follow;
 pub mod gc;
 pub mod ipam;
 pub mod release;
@@ -15,7 +17,7 @@ pub mod safety;
 pub mod status;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::cni::{Environment, NetConf};
 use crate::config::PluginConfig;
@@ -50,6 +52,8 @@ pub struct Summary {
     pub eni: Option<String>,
     pub addresses: Vec<IpAddr>,
     pub note: String,
+    /// DEL left the release to the node agent (see `del.rs`).
+    pub handed_off: bool,
 }
 
 impl Summary {

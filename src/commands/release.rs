@@ -3,14 +3,14 @@
 //! IP, never an adopted address, never one another record on the node still holds; an address
 //! that has already left the ENI (taken over by another node) is left alone.
 
-use super::eni::batched_ec2;
+use super::eni::{batched_ec2, ec2_for};
 use super::errors::from_cloud;
 use super::{list, split_families};
 use crate::cloud::{Aws, CloudError, Ec2, Metadata};
 use crate::cni::CniError;
-use crate::store::{Attachment, Store};
+use crate::store::{releasable_among, Attachment, AttachmentKey, Locks, Store, StoreError};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a release did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub struct Released {
     pub addresses: Vec<IpAddr>,
     /// The ENI is no longer attached to this instance: the record was dropped, EC2 untouched.
     pub eni_detached: bool,
+    /// The release failed, but none of the record's addresses was left on its ENI (another node
+    /// took them over): the record was dropped.
+    pub nothing_left: bool,
 }
 
 /// Releases what the record may release, then forgets the record.
@@ -38,6 +41,17 @@ pub async fn release_locked(
     record: &Attachment,
     deadline: Instant,
 ) -> Result<Released, CniError> {
+    release_among(store, aws, record, None, deadline).await
+}
+
+/// [`release_locked`], the node's records already read under the locks (`None`: read them now).
+async fn release_among(
+    store: &Store,
+    aws: &impl Aws,
+    record: &Attachment,
+    node_records: Option<&[Attachment]>,
+    deadline: Instant,
+) -> Result<Released, CniError> {
     let primary = match still_attached(store, aws, record).await? {
         Some(primary) => primary,
         None => {
@@ -51,8 +65,11 @@ pub async fn release_locked(
             });
         }
     };
-    let releasable: Vec<IpAddr> = store
-        .releasable(record)?
+    let releasable = match node_records {
+        Some(records) => releasable_among(record, records),
+        None => store.releasable(record)?,
+    };
+    let releasable: Vec<IpAddr> = releasable
         .into_iter()
         .filter(|a| Some(*a) != primary)
         .collect();
@@ -68,7 +85,7 @@ pub async fn release_locked(
     crate::crash::point("release:after-record");
     Ok(Released {
         addresses,
-        eni_detached: false,
+        ..Released::default()
     })
 }
 
@@ -103,6 +120,134 @@ async fn still_attached(
         Ok(_) => Ok(None),
         Err(e) => Err(from_cloud(&e, &subject)),
     }
+}
+
+/// The agent's releases in one state dir: each record is read again under its addresses' locks
+/// and released only while `still` holds for it (an ADD may have finished, or a DEL released it,
+/// since it was chosen). While we hold an address's lock no record holding it can come or go, so
+/// the node's records are read once for every refcount. A record whose locks stay busy for
+/// `lock_wait` (an ADD or DEL in flight) waits for the next pass, as does everything after the
+/// first transient failure (throttling). When a release fails for good and none of the record's
+/// addresses is left on its ENI, the record is dropped: there is nothing left to give back.
+/// `Ok(None)`: not released this time, and not an error.
+pub async fn release_batch(
+    store: &Store,
+    aws: &impl Aws,
+    keys: &[AttachmentKey],
+    (lock_wait, op_timeout): (Duration, Duration),
+    still: impl Fn(&Attachment) -> bool,
+) -> Vec<(AttachmentKey, Result<Option<Released>, CniError>)> {
+    let mut out = Vec::new();
+    let mut held: Vec<Attachment> = Vec::new();
+    let mut locked = Held::default();
+    for key in keys {
+        match locked.record(store, key, Instant::now() + lock_wait) {
+            Ok(Some(record)) if still(&record) => held.push(record),
+            Ok(_) | Err(StoreError::LockTimeout { .. }) => out.push((key.clone(), Ok(None))),
+            Err(e) => out.push((key.clone(), Err(e.into()))),
+        }
+    }
+    if held.is_empty() {
+        return out;
+    }
+    let mut node = match store.all_on_node() {
+        Ok(n) => n,
+        Err(e) => {
+            let e = CniError::from(e);
+            out.extend(held.iter().map(|r| (r.key(), Err(e.clone()))));
+            return out;
+        }
+    };
+    for record in &held {
+        let deadline = Instant::now() + op_timeout;
+        let result = release_held(store, aws, record, &node, deadline).await;
+        let transient = matches!(&result, Err(e) if e.is_transient());
+        if matches!(result, Ok(Some(_))) {
+            // Gone: it no longer holds its addresses for the records after it.
+            node.retain(|r| r != record);
+        }
+        out.push((record.key(), result));
+        if transient {
+            break;
+        }
+    }
+    out
+}
+
+/// The address locks a batch holds; records that share an address share its one lock (a second
+/// flock of the same file in this process would wait for the first).
+#[derive(Default)]
+struct Held {
+    addresses: Vec<IpAddr>,
+    locks: Vec<Locks>,
+}
+
+impl Held {
+    /// Locks what `key`'s record holds beyond what is held already, then reads the record; one
+    /// that grew while we waited is locked again.
+    fn record(
+        &mut self,
+        store: &Store,
+        key: &AttachmentKey,
+        by: Instant,
+    ) -> Result<Option<Attachment>, StoreError> {
+        let mut want = match store.get(key)? {
+            Some(r) => r.addresses,
+            None => return Ok(None),
+        };
+        loop {
+            let new: Vec<IpAddr> = want
+                .iter()
+                .copied()
+                .filter(|a| !self.addresses.contains(a))
+                .collect();
+            self.locks.push(store.lock_addresses(&new, by)?);
+            self.addresses.extend(new);
+            match store.get(key)? {
+                Some(r) if r.addresses.iter().all(|a| self.addresses.contains(a)) => {
+                    return Ok(Some(r))
+                }
+                Some(r) => want = r.addresses,
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+async fn release_held(
+    store: &Store,
+    aws: &impl Aws,
+    record: &Attachment,
+    node: &[Attachment],
+    deadline: Instant,
+) -> Result<Option<Released>, CniError> {
+    match release_among(store, aws, record, Some(node), deadline).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => match left_on_eni(store, aws, record).await {
+            Ok(false) => {
+                store.remove(&record.key())?;
+                tracing::info!(eni = %record.eni_id, addresses = %list(&record.addresses), error = %e,
+                    "none of the record's addresses is on its ENI any more: record dropped");
+                Ok(Some(Released {
+                    nothing_left: true,
+                    ..Released::default()
+                }))
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// Whether the record's ENI still holds an address the record may release.
+async fn left_on_eni(store: &Store, aws: &impl Aws, record: &Attachment) -> Result<bool, CniError> {
+    let eni = &record.eni_id;
+    let view = match ec2_for(aws, eni).await?.describe_eni(eni).await {
+        Ok(v) => v,
+        Err(e) if e.is_eni_not_found() => return Ok(false),
+        Err(e) => return Err(from_cloud(&e, &format!("read the addresses of {eni}"))),
+    };
+    Ok(store.releasable(record)?.iter().any(|a| view.holds(*a)))
 }
 
 /// Unassigns what `eni` still holds of `addrs`; returns what it unassigned.

@@ -26,6 +26,19 @@ pub enum LogLevel {
     Debug,
 }
 
+impl LogLevel {
+    /// `error`, `warn` (or `warning`), `info`, `debug`, in any case.
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginConfig {
     /// Host link whose ENI receives the addresses; `None` = parent link of the pod interface.
@@ -36,6 +49,8 @@ pub struct PluginConfig {
     pub allow_reassignment: bool,
     pub allow_managed_eni: bool,
     pub allow_primary_eni: bool,
+    /// The node agent follows addresses added in the pod's netns after ADD (a VRRP VIP).
+    pub follow_addresses: bool,
     pub state_dir: PathBuf,
     pub log_file: PathBuf,
     pub log_level: LogLevel,
@@ -56,6 +71,7 @@ impl Default for PluginConfig {
             allow_reassignment: true,
             allow_managed_eni: false,
             allow_primary_eni: false,
+            follow_addresses: false,
             state_dir: DEFAULT_STATE_DIR.into(),
             log_file: DEFAULT_LOG_FILE.into(),
             log_level: LogLevel::Info,
@@ -180,6 +196,7 @@ fn read_flags(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniE
     c.allow_reassignment = boolean(raw, "allowReassignment")?.unwrap_or(true);
     c.allow_managed_eni = boolean(raw, "allowManagedEni")?.unwrap_or(false);
     c.allow_primary_eni = boolean(raw, "allowPrimaryEni")?.unwrap_or(false);
+    c.follow_addresses = boolean(raw, "followAddresses")?.unwrap_or(false);
     Ok(())
 }
 
@@ -205,18 +222,10 @@ fn read_log_file(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), C
 
 fn read_log_level(raw: &Map<String, Value>, c: &mut PluginConfig) -> Result<(), CniError> {
     if let Some(level) = string(raw, "logLevel")? {
-        c.log_level = match level.to_ascii_lowercase().as_str() {
-            "error" => LogLevel::Error,
-            "warn" | "warning" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            _ => {
-                return Err(CniError::invalid_config(format!(
-                    "\"logLevel\" {level:?} is not a log level"
-                ))
-                .with_details("use \"error\", \"warn\", \"info\" or \"debug\""))
-            }
-        };
+        c.log_level = LogLevel::parse(&level).ok_or_else(|| {
+            CniError::invalid_config(format!("\"logLevel\" {level:?} is not a log level"))
+                .with_details("use \"error\", \"warn\", \"info\" or \"debug\"")
+        })?;
     }
     Ok(())
 }

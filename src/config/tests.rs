@@ -12,6 +12,7 @@ fn defaults_are_safe() {
     let c = parse(json!({"type": "aws-eni-ip", "unknownKey": 1})).unwrap();
     assert_eq!(c, PluginConfig::default());
     assert!(c.allow_reassignment && !c.allow_managed_eni && !c.allow_primary_eni);
+    assert!(!c.follow_addresses);
 }
 
 #[test]
@@ -21,7 +22,7 @@ fn every_key_is_read() {
         "imdsEndpoint": "http://[fd00:ec2::254]", "allowReassignment": false,
         "allowManagedEni": true, "allowPrimaryEni": true, "stateDir": "/run/aws-eni-ip",
         "logFile": "/var/log/x.log", "logLevel": "debug", "timeoutMs": 5000,
-        "logMaxBytes": 65536, "logMaxFiles": 5}))
+        "logMaxBytes": 65536, "logMaxFiles": 5, "followAddresses": true}))
     .unwrap();
     assert_eq!(c.master.as_deref(), Some("eth1"));
     assert_eq!(
@@ -29,6 +30,7 @@ fn every_key_is_read() {
         Some("https://vpce-1.ec2.ap-northeast-1.vpce.amazonaws.com")
     );
     assert!(!c.allow_reassignment && c.allow_managed_eni && c.allow_primary_eni);
+    assert!(c.follow_addresses);
     assert_eq!(c.log_level, LogLevel::Debug);
     assert_eq!(c.timeout, Duration::from_secs(5));
     assert_eq!((c.log_max_bytes, c.log_max_files), (65536, 5));
@@ -42,6 +44,7 @@ fn bad_values_name_the_key() {
         (json!({"region": "US WEST"}), "region"),
         (json!({"ec2Endpoint": "ec2.local"}), "ec2Endpoint"),
         (json!({"allowReassignment": "yes"}), "allowReassignment"),
+        (json!({"followAddresses": 1}), "followAddresses"),
         (json!({"stateDir": "relative/dir"}), "stateDir"),
         (json!({"logFile": "/var/log/../x"}), "logFile"),
         (json!({"logLevel": "loud"}), "logLevel"),

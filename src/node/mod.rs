@@ -1,8 +1,11 @@
-//! Host side: which link is the master, and its MAC (the key to the ENI in IMDS).
+//! Host side: which link is the master, its MAC (the key to the ENI in IMDS), and the address
+//! events of a pod interface (for the agent).
 
+mod addrwatch;
 mod error;
 mod netlink;
 
+pub use addrwatch::{AddressChange, AddressSocket};
 pub use error::HostError;
 pub use netlink::NetlinkHost;
 

@@ -5,15 +5,18 @@
 //! <stateDir>/attachments/<network>/<containerId>:<ifname>.json.wal  its last durable version
 //! <stateDir>/quarantine/<network>/...                               records that could not be read
 //! <stateDir>/cache/eni-<mac>.json, region.json                      facts that never change for an ENI
-//! <node>/...                                                        node-wide: see node.rs
+//! <node>/...                                                        node-wide: see node.rs,
+//!                                                                   agent.rs, counters.rs
 //! ```
 //! Records are replaced atomically (temp file, rename; fsync where a node crash matters). Changes
 //! to an address's assignment happen under that address's node-wide lock, so a DEL's "does another
 //! record hold it?" and its unassign cannot interleave with an ADD of the same address, whatever
 //! state dir either uses. No other module spells a path inside the state dir.
 
+mod agent;
 mod budget;
 mod cache;
+mod counters;
 mod error;
 mod fs;
 mod lock;
@@ -21,12 +24,14 @@ mod node;
 mod record;
 mod spool;
 
+pub use agent::{now_unix_ms, Heartbeat, HEARTBEAT_MISSES};
 pub use budget::{BudgetLimits, BudgetState, NodeBudget, NodeSettings};
 pub use cache::{CachedEni, RegionFile};
+pub use counters::{Ec2Count, OperationCount, PluginCounters};
 pub use error::StoreError;
 pub use lock::Locks;
 pub use node::{NodeDir, DEFAULT_NODE_DIR, NODE_DIR_ENV};
-pub use record::{Attachment, AttachmentKey, Phase};
+pub use record::{Attachment, AttachmentKey, Follow, Phase};
 pub use spool::{BatchOp, BatchOutcome, BatchRequest, Spool};
 
 use fs::{read_json, write_json_atomic, Durability};
@@ -110,6 +115,31 @@ impl Store {
         Locks::acquire(&paths, deadline)
     }
 
+    /// Locks `extra` and every address of `key`'s record, then reads the record: one that grew
+    /// while we waited is locked again, so what is returned cannot change until the locks drop.
+    pub fn lock_record(
+        &self,
+        key: &AttachmentKey,
+        extra: &[IpAddr],
+        deadline: Instant,
+    ) -> Result<(Locks, Option<Attachment>), StoreError> {
+        let mut want = extra.to_vec();
+        loop {
+            let locks = self.lock_addresses(&want, deadline)?;
+            let record = self.get(key)?;
+            let missing: Vec<IpAddr> = record
+                .iter()
+                .flat_map(|r| r.addresses.iter().copied())
+                .filter(|a| !want.contains(a))
+                .collect();
+            if missing.is_empty() {
+                return Ok((locks, record));
+            }
+            drop(locks);
+            want.extend(missing);
+        }
+    }
+
     /// Serialises the first lookups of the ENI behind `mac`, so that one asks IMDS and EC2 and the
     /// others read its cache.
     pub fn lock_eni_lookup(&self, mac: &str, deadline: Instant) -> Result<Locks, StoreError> {
@@ -177,6 +207,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The directories whose entries change when a record is written or removed here, for a
+    /// watcher (inotify) that must not poll.
+    pub fn record_dirs(&self) -> Vec<PathBuf> {
+        let attachments = self.root.join("attachments");
+        let mut dirs = fs::list_dir(&attachments).unwrap_or_default();
+        dirs.retain(|d| d.is_dir());
+        dirs.push(attachments);
+        dirs
+    }
+
     /// Every record on the node: this state dir's and every other registered one's.
     pub fn all_on_node(&self) -> Result<Vec<Attachment>, StoreError> {
         let mut out = self.all()?;
@@ -201,19 +241,7 @@ impl Store {
     /// Addresses of `record` that it may release: not adopted, and held by no other record on the
     /// node for the same ENI.
     pub fn releasable(&self, record: &Attachment) -> Result<Vec<IpAddr>, StoreError> {
-        let others = self.all_on_node()?;
-        let key = record.key();
-        Ok(record
-            .addresses
-            .iter()
-            .copied()
-            .filter(|a| !record.adopted.contains(a))
-            .filter(|addr| {
-                !others.iter().any(|o| {
-                    o.key() != key && o.eni_id == record.eni_id && o.addresses.contains(addr)
-                })
-            })
-            .collect())
+        Ok(releasable_among(record, &self.all_on_node()?))
     }
 
     /// How many records were moved aside since the state dir was made.
@@ -260,6 +288,23 @@ impl Store {
         }
         None
     }
+}
+
+/// [`Store::releasable`] against records already read (by a caller that holds the locks of the
+/// record's addresses, so that no record holding them can come or go meanwhile).
+pub fn releasable_among(record: &Attachment, node_records: &[Attachment]) -> Vec<IpAddr> {
+    let key = record.key();
+    record
+        .addresses
+        .iter()
+        .copied()
+        .filter(|a| !record.adopted.contains(a))
+        .filter(|addr| {
+            !node_records
+                .iter()
+                .any(|o| o.key() != key && o.eni_id == record.eni_id && o.addresses.contains(addr))
+        })
+        .collect()
 }
 
 fn wal_path(record: &Path) -> PathBuf {

@@ -82,6 +82,11 @@ impl NodeDir {
         out
     }
 
+    /// The directory that changes when a state dir is registered, for a watcher.
+    pub fn registry_dir(&self) -> PathBuf {
+        self.root.join("state-dirs")
+    }
+
     fn entry_path(&self, state_dir: &Path) -> PathBuf {
         // FNV-1a: a stable short name for a path of any length.
         let mut hash: u64 = 0xcbf29ce484222325;

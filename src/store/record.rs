@@ -2,12 +2,35 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// Where an attachment's assignment stands; `Assigning` is written before the EC2 call so that a
-/// crash between the call and the record still leaves DEL something to release.
+/// crash between the call and the record still leaves DEL something to release. `Releasing`: DEL
+/// failed for a reason its retry would not fix and handed the release to the node agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Assigning,
     Assigned,
+    Releasing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Assigning => "assigning",
+            Phase::Assigned => "assigned",
+            Phase::Releasing => "releasing",
+        }
+    }
+}
+
+/// The network asked the agent to follow addresses added in the pod at run time (`followAddresses`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Follow {
+    /// The network's `allowReassignment` at ADD: a followed address is taken over by the same rule.
+    pub allow_reassignment: bool,
+    /// Addresses the agent added to `addresses` at run time; only these are given back on removal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,6 +65,11 @@ pub struct Attachment {
     /// Written by IPAM mode: a chained aws-eni-ip later in the same chain has nothing to do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub by_ipam: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<Follow>,
+    /// Why DEL handed the release to the agent (phase `releasing`), for operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_error: Option<String>,
 }
 
 impl Attachment {

@@ -16,6 +16,8 @@ fn record(container: &str, eni: &str, addrs: &[&str]) -> Attachment {
         instance_id: None,
         adopted: Vec::new(),
         by_ipam: false,
+        follow: None,
+        release_error: None,
     }
 }
 

@@ -2,6 +2,9 @@
 //! in-process ec2-sim, with a veth link per ENI standing in for the node's secondary interface.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod cri;
+
 use ec2_sim::{Sim, World};
 use serde_json::{json, Value};
 use std::io::Write;

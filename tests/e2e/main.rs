@@ -5,6 +5,14 @@
 //! The pod link is macvlan unless `E2E_LINK` says otherwise: `make e2e-ipvlan` runs these same
 //! scenarios with ipvlan (l2, and l3 for one lifecycle) in a VM whose kernel has it.
 
+mod agent;
+// Shared with tests/agent.rs, which uses more of them.
+#[allow(dead_code)]
+#[path = "../common/agent.rs"]
+mod agent_proc;
+#[allow(dead_code)]
+#[path = "../common/cri.rs"]
+mod cri;
 mod harness;
 mod ipam;
 

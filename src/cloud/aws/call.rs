@@ -61,7 +61,7 @@ where
     let started = std::time::Instant::now();
     let uncertain = std::cell::Cell::new(false);
     let last_refusal: std::cell::RefCell<Option<String>> = Default::default();
-    let deadline = policy.deadline;
+    let deadline = policy.call_deadline();
     let outcome = policy
         .run(
             || {
@@ -76,7 +76,10 @@ where
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
                     }
-                    request.await.map_err(Attempt::Sdk)
+                    let result = request.await;
+                    let throttled = result.as_ref().is_err_and(|e| is_throttled(e));
+                    crate::cloud::calls::sent(action, throttled);
+                    result.map_err(Attempt::Sdk)
                 }
             },
             |e| match e {

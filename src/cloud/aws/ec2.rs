@@ -230,6 +230,23 @@ impl Ec2 for AwsEc2 {
         Ok(out)
     }
 
+    async fn eni_address_limit(&self, instance_type: &str) -> Result<Option<u32>, CloudError> {
+        let wanted = aws_sdk_ec2::types::InstanceType::from(instance_type);
+        let out = self
+            .call("DescribeInstanceTypes", || {
+                self.client
+                    .describe_instance_types()
+                    .instance_types(wanted.clone())
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .instance_types()
+            .iter()
+            .filter_map(|t| t.network_info()?.ipv4_addresses_per_interface())
+            .find_map(|n| u32::try_from(n).ok()))
+    }
+
     async fn eni_by_mac(&self, mac: &str) -> Result<Option<EniView>, CloudError> {
         Ok(self
             .describe_filtered("mac-address", vec![mac.to_string()])

@@ -213,4 +213,19 @@ impl Metadata for AwsMetadata {
     async fn instance_id(&self) -> Result<String, CloudError> {
         Ok(self.get("instance-id").await?.trim().to_string())
     }
+
+    async fn eni_addresses(&self, mac: &str) -> Result<Vec<std::net::IpAddr>, CloudError> {
+        let v4 = format!("network/interfaces/macs/{mac}/local-ipv4s");
+        let v6 = format!("network/interfaces/macs/{mac}/ipv6s");
+        let (v4, v6) = tokio::join!(self.get_list(&v4), self.get_list(&v6));
+        Ok(v4?
+            .iter()
+            .chain(v6?.iter())
+            .filter_map(|a| a.parse().ok())
+            .collect())
+    }
+
+    async fn instance_type(&self) -> Result<Option<String>, CloudError> {
+        Ok(Some(self.get("instance-type").await?.trim().to_string()))
+    }
 }

@@ -81,7 +81,7 @@ impl<R: RegionCache> Aws for AwsClients<R> {
 }
 
 /// The error and its causes on one line, without the SDK's Debug dump.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cause = Some(e);
     while let Some(c) = cause {

@@ -219,6 +219,14 @@ impl Metadata for FakeAws {
         self.enter("imds:instance-id")?;
         Ok(INSTANCE.into())
     }
+
+    async fn eni_addresses(&self, mac: &str) -> Result<Vec<IpAddr>, CloudError> {
+        self.enter("imds:addresses")?;
+        Ok(match self.facts.get(mac) {
+            Some(f) => self.holds(&f.eni_id),
+            None => Vec::new(),
+        })
+    }
 }
 
 impl Ec2 for FakeAws {

@@ -1,6 +1,6 @@
 //! Command logic against the fakes: no root, no network.
 
-mod fake;
+pub(crate) mod fake;
 
 use super::{add::add, check::check, del::del, gc::gc, Ctx};
 use crate::cloud::CloudError;
@@ -244,4 +244,5 @@ fn gc_keeps_going_past_a_failure_and_reports_it() {
 }
 
 mod batching;
+mod handoff;
 mod hardening;

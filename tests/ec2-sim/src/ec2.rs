@@ -278,6 +278,7 @@ fn execute(engine: &Engine, action: &str, p: &Params) -> Result<String, Ec2Error
         "DescribeNetworkInterfaces" => describe_network_interfaces(engine, p),
         "DescribeInstances" => describe_instances(engine, p),
         "DescribeSubnets" => describe_subnets(engine, p),
+        "DescribeInstanceTypes" => crate::types::describe_instance_types(&p.list("InstanceType")),
         "" => Err(Ec2Error::new(
             "MissingAction",
             "The request must contain the parameter Action",

@@ -8,6 +8,7 @@ mod imds;
 mod interfaces;
 mod reservations;
 mod server;
+mod types;
 mod util;
 pub mod world;
 

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 const USAGE: &str =
     "usage: ec2-sim [--world FILE] [--bind 127.0.0.1] [--ec2-port 0] [--ready-file PATH]
 
-Simulates the EC2 Query API (secondary addresses, ENIs, subnet CIDR reservations, Describe*; see
+Simulates the EC2 Query API (secondary addresses, ENIs, subnet CIDR reservations, Describe*
+including DescribeInstanceTypes; see
 README.md), the Auto Scaling CompleteLifecycleAction, and one IMDSv2 endpoint per instance. Without
 --world it uses the built-in demo world. When listening it prints one JSON line
 {\"ec2\":URL,\"autoscaling\":URL,\"imds\":{ID:URL}} to stdout

@@ -22,6 +22,7 @@ pub const ACTIONS: &[&str] = &[
     "CreateSubnetCidrReservation",
     "GetSubnetCidrReservations",
     "DeleteSubnetCidrReservation",
+    "DescribeInstanceTypes",
 ];
 
 /// Whether `action` is one the simulator implements, on either API.

@@ -326,6 +326,33 @@ async fn describe_instances_and_subnets() {
 }
 
 #[tokio::test]
+async fn describe_instance_types_gives_the_per_eni_address_limits() {
+    use aws_sdk_ec2::types::InstanceType;
+    let sim = Sim::start(World::demo()).unwrap();
+    let ec2 = client(&sim);
+    let out = ec2
+        .describe_instance_types()
+        .instance_types(InstanceType::M5Large)
+        .send()
+        .await
+        .unwrap();
+    let t = &out.instance_types()[0];
+    assert_eq!(t.instance_type(), Some(&InstanceType::M5Large));
+    let net = t.network_info().expect("networkInfo");
+    assert_eq!(net.ipv4_addresses_per_interface(), Some(10));
+    assert_eq!(net.ipv6_addresses_per_interface(), Some(10));
+    assert_eq!(net.maximum_network_interfaces(), Some(3));
+    let all = ec2.describe_instance_types().send().await.unwrap();
+    assert_eq!(all.instance_types().len(), 5);
+    let bad = ec2
+        .describe_instance_types()
+        .instance_types(InstanceType::from("x9.huge"))
+        .send()
+        .await;
+    assert_eq!(code(bad), "InvalidInstanceType");
+}
+
+#[tokio::test]
 async fn every_error_code_reaches_the_sdk() {
     let sim = Sim::start(World::demo()).unwrap();
     let ec2 = client(&sim);

@@ -1,0 +1,274 @@
+//! The agent's loop: one task owns every decision, so two of its own operations never wait on each
+//! other's locks. It wakes for the interval (heartbeat, reconcile, drift), a record change
+//! (inotify), an address event, a debounce coming due, or the stop signal; idle, it sleeps.
+
+use super::cri::Liveness;
+use super::follow::{Action, Event, Follower};
+use super::metrics::SharedMetrics;
+use super::reconcile::Reconciler;
+use super::records::{NodeRecords, RecordWatcher};
+use super::watch::AddressSource;
+use crate::cloud::{Aws, Ec2, Metadata};
+use crate::commands::drift::drift;
+use crate::commands::eni::ec2_for;
+use crate::commands::follow::{address_added, address_removed, address_returned, Added, Removed};
+use crate::store::{now_unix, AttachmentKey, NodeDir, Phase};
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    pub interval: Duration,
+    /// How often ENIs are described for the drift report and usage; `None`: never.
+    pub drift_interval: Option<Duration>,
+    /// Deadline of one follow operation (locks, IMDS, EC2).
+    pub op_timeout: Duration,
+}
+
+pub struct Agent<A, L, S> {
+    pub node: NodeDir,
+    pub aws: A,
+    pub liveness: L,
+    pub follower: Follower<S>,
+    pub reconciler: Reconciler,
+    pub metrics: SharedMetrics,
+    pub settings: LoopSettings,
+    /// The runtime's last answer; `None` until it answers (watches then follow every record).
+    live: Option<HashSet<String>>,
+    records: NodeRecords,
+    last_drift: Option<Instant>,
+}
+
+impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: NodeDir,
+        aws: A,
+        liveness: L,
+        follower: Follower<S>,
+        reconciler: Reconciler,
+        metrics: SharedMetrics,
+        settings: LoopSettings,
+    ) -> Self {
+        Agent {
+            node,
+            aws,
+            liveness,
+            follower,
+            reconciler,
+            metrics,
+            settings,
+            live: None,
+            records: NodeRecords::default(),
+            last_drift: None,
+        }
+    }
+
+    /// Runs until `stop` completes; a clean stop removes the heartbeat, so DEL stops handing over.
+    pub async fn run(mut self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+        let watcher = RecordWatcher::new()?;
+        let (tx, mut rx) = unbounded_channel();
+        let mut ticker = tokio::time::interval(self.settings.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            let due = self.follower.next_due();
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                Some(event) = rx.recv() => {
+                    let actions = self.follower.on_event(event);
+                    self.act(actions).await;
+                }
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
+                    let actions = self.follower.take_due(Instant::now());
+                    self.act(actions).await;
+                }
+                changed = watcher.changed() => {
+                    if let Err(e) = changed {
+                        tracing::warn!(error = %e, "record watch failed; records are read each interval");
+                    }
+                    self.resync(&watcher, &tx).await;
+                }
+                _ = ticker.tick() => self.tick(&watcher, &tx).await,
+            }
+        }
+        self.node.clear_heartbeat();
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    async fn tick(&mut self, watcher: &RecordWatcher, tx: &UnboundedSender<Event>) {
+        if let Err(e) = self.node.write_heartbeat(self.settings.interval) {
+            tracing::warn!(error = %e, "cannot write the heartbeat: DEL will not hand releases over");
+        }
+        match self.liveness.sandboxes().await {
+            Ok(live) => {
+                let stores = NodeRecords::read(&self.node).stores;
+                let report = self.reconciler.pass(&stores, &self.aws, &live).await;
+                let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                m.passes += 1;
+                m.last_pass_unix = now_unix();
+                m.throttled_passes += u64::from(report.throttled);
+                m.release_failures += report.failed as u64;
+                m.pending_releases = report.pending as u64;
+                for (why, _) in &report.released {
+                    *m.releases.entry(why.as_str()).or_default() += 1;
+                }
+                drop(m);
+                self.live = Some(live);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the runtime which sandboxes live: nothing released this pass");
+                let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                m.passes += 1;
+                m.runtime_failures += 1;
+            }
+        }
+        let retries = self.follower.take_retries();
+        self.act(retries).await;
+        self.resync(watcher, tx).await;
+        let drift_due = self.settings.drift_interval.is_some_and(|every| {
+            self.last_drift
+                .is_none_or(|at| at.elapsed() + Duration::from_millis(50) >= every)
+        });
+        if drift_due {
+            self.last_drift = Some(Instant::now());
+            self.drift().await;
+        }
+    }
+
+    /// Reads the records again, watches what is new, and starts following new attachments.
+    async fn resync(&mut self, watcher: &RecordWatcher, tx: &UnboundedSender<Event>) {
+        self.records = NodeRecords::read(&self.node);
+        watcher.watch(&self.records.dirs(&self.node));
+        let actions = self
+            .follower
+            .sync(&self.records.records, self.live.as_ref(), tx);
+        {
+            let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            m.records = self.records.records.len() as u64;
+            m.releasing = self
+                .records
+                .records
+                .iter()
+                .filter(|r| r.phase == Phase::Releasing)
+                .count() as u64;
+            m.watches = self.follower.watched() as u64;
+        }
+        self.act(actions).await;
+    }
+
+    /// Carries out the follower's decisions, one at a time, through the shared flows.
+    async fn act(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            let (key, addr) = action.target();
+            let Some(store) = self.records.store_of(key).cloned() else {
+                continue;
+            };
+            let deadline = Instant::now() + self.settings.op_timeout;
+            let (label, outcome) = match &action {
+                Action::Add { retry, .. } => {
+                    let added = address_added(&store, &self.aws, key, addr, *retry, deadline).await;
+                    added_outcome(key, addr, added)
+                }
+                Action::Confirm { .. } => {
+                    let back = address_returned(&store, &self.aws, key, addr, deadline).await;
+                    added_outcome(key, addr, back)
+                }
+                Action::Remove { .. } => {
+                    match address_removed(&store, &self.aws, key, addr, deadline).await {
+                        Ok(r @ (Removed::Released | Removed::Forgotten)) => {
+                            let released = r == Removed::Released;
+                            tracing::info!(container = %key.container_id, address = %addr, released,
+                                "run-time address gone from the pod");
+                            (if released { "released" } else { "forgotten" }, Ok(true))
+                        }
+                        Ok(Removed::Ignored(_)) => ("ignored", Ok(false)),
+                        Err(e) => {
+                            tracing::warn!(container = %key.container_id, address = %addr, error = %e,
+                                "run-time address not released");
+                            ("failed", Err(e.is_transient()))
+                        }
+                    }
+                }
+            };
+            self.follower.done(&action, outcome);
+            let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            *m.follow.entry(label).or_default() += 1;
+        }
+    }
+
+    /// Whether the agent added `addr` to `key`'s record at run time.
+    fn followed(&self, key: &AttachmentKey, addr: IpAddr) -> bool {
+        self.records
+            .records
+            .iter()
+            .any(|r| r.key() == *key && r.follow.as_ref().is_some_and(|f| f.added.contains(&addr)))
+    }
+
+    /// Describes each ENI named in the records: drift, usage, and the per-ENI limit.
+    async fn drift(&mut self) {
+        if self.records.records.is_empty() {
+            return;
+        }
+        let Ok(ec2) = ec2_for(&self.aws, "the ENIs in the records").await else {
+            return;
+        };
+        let report = drift(&self.records.records, ec2).await;
+        let limit = match self.aws.metadata().instance_type().await {
+            Ok(Some(t)) => ec2.eni_address_limit(&t).await.ok().flatten(),
+            _ => None,
+        };
+        // A followed address the pod still has but its ENI lost (a peer took it during a flap
+        // that IMDS had not caught up with): assign it again.
+        let lost: Vec<Action> = report
+            .iter()
+            .flat_map(|d| d.missing.iter())
+            .filter(|(key, addr)| self.follower.present(key, *addr) && self.followed(key, *addr))
+            .map(|(key, addr)| Action::Add {
+                key: key.clone(),
+                addr: *addr,
+                retry: true,
+            })
+            .collect();
+        {
+            let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            m.eni_limits = match limit {
+                Some(l) => report.iter().map(|d| (d.eni_id.clone(), l)).collect(),
+                None => Default::default(),
+            };
+            m.drift = report;
+        }
+        self.act(lost).await;
+    }
+}
+
+/// The log line and the metric label of an add (or a confirmed flap).
+fn added_outcome(
+    key: &AttachmentKey,
+    addr: IpAddr,
+    result: Result<Added, crate::cni::CniError>,
+) -> (&'static str, Result<bool, bool>) {
+    match result {
+        Ok(Added::Assigned(done)) => {
+            tracing::info!(container = %key.container_id, ifname = %key.ifname, address = %addr,
+                moved = %done.moved.join(", "), adopted = !done.adopted.is_empty(),
+                "run-time address assigned");
+            ("assigned", Ok(true))
+        }
+        Ok(Added::Recorded) => ("recorded", Ok(true)),
+        Ok(Added::Ignored(why)) => {
+            tracing::info!(container = %key.container_id, address = %addr, why, "run-time address ignored");
+            ("ignored", Ok(false))
+        }
+        Err(e) => {
+            tracing::warn!(container = %key.container_id, address = %addr, error = %e,
+                "run-time address not assigned");
+            ("failed", Err(e.is_transient()))
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The agent's parts against fakes: which records a pass releases, the cap and the throttling
+//! back-off, the follower's decisions (sync, debounce, flap), and the metrics text.
+
+use super::follow::{Action, Event, Follower};
+use super::metrics::{render, AgentMetrics};
+use super::reconcile::{reason, Reason, ReconcileSettings, Reconciler};
+use super::watch::{AddressSource, AddressWatch};
+use crate::cloud::CloudError;
+use crate::commands::tests::fake::{FakeAws, ENI, MAC};
+use crate::node::{AddressChange, HostError};
+use crate::store::{now_unix, Attachment, Follow, NodeDir, Phase, PluginCounters, Store};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn record(container: &str, addrs: &[&str], phase: Phase, age_secs: u64) -> Attachment {
+    Attachment {
+        network: "net".into(),
+        container_id: container.into(),
+        ifname: "net1".into(),
+        eni_id: ENI.into(),
+        mac: MAC.into(),
+        addresses: addrs.iter().map(|a| ip(a)).collect(),
+        phase,
+        created_unix: now_unix() - age_secs,
+        netns: Some(format!("/var/run/netns/{container}")),
+        pod: None,
+        instance_id: None,
+        adopted: Vec::new(),
+        follow: None,
+        release_error: None,
+        by_ipam: false,
+    }
+}
+
+fn live(ids: &[&str]) -> HashSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+struct Node {
+    store: Store,
+    aws: FakeAws,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("state"),
+            NodeDir::new(dir.path().join("node")),
+        )
+        .unwrap();
+        Node {
+            store,
+            aws: FakeAws::new(),
+            _dir: dir,
+        }
+    }
+
+    /// A record whose addresses are on the fake ENI, as a finished ADD leaves them.
+    fn put(&self, r: &Attachment) {
+        for a in r
+            .addresses
+            .iter()
+            .filter(|a| !self.aws.holds(ENI).contains(a))
+        {
+            self.aws.move_addr(&a.to_string(), None, Some(ENI));
+        }
+        self.store.put(r).unwrap();
+    }
+}
+
+fn settings(grace: u64, max: usize) -> ReconcileSettings {
+    ReconcileSettings {
+        grace: Duration::from_secs(grace),
+        max_releases: max,
+        lock_wait: Duration::from_secs(1),
+        op_timeout: Duration::from_secs(5),
+    }
+}
+
+#[test]
+fn a_record_is_due_only_for_the_documented_reasons() {
+    let g = Duration::from_secs(120);
+    let now = now_unix();
+    let alive = live(&["c1"]);
+    let r = |phase, age| record("c1", &["198.18.1.5"], phase, age);
+    assert_eq!(reason(&r(Phase::Assigned, 500), &alive, now, g), None);
+    assert_eq!(
+        reason(&r(Phase::Assigned, 500), &live(&[]), now, g),
+        Some(Reason::SandboxGone)
+    );
+    assert_eq!(
+        reason(&r(Phase::Assigned, 10), &live(&[]), now, g),
+        None,
+        "grace protects a young ADD"
+    );
+    assert_eq!(reason(&r(Phase::Assigning, 10), &alive, now, g), None);
+    assert_eq!(
+        reason(&r(Phase::Assigning, 500), &alive, now, g),
+        Some(Reason::StuckAssigning)
+    );
+    assert_eq!(
+        reason(&r(Phase::Releasing, 0), &alive, now, g),
+        Some(Reason::HandedOff)
+    );
+}
+
+#[test]
+fn a_pass_releases_dead_sandboxes_and_keeps_live_ones() {
+    let node = Node::new();
+    node.put(&record("alive", &["198.18.1.5"], Phase::Assigned, 500));
+    node.put(&record("dead", &["198.18.1.6"], Phase::Assigned, 500));
+    let mut rec = Reconciler::new(settings(120, 20));
+    let report = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["alive"]),
+    ));
+    assert_eq!(report.released.len(), 1);
+    assert_eq!(report.released[0].0, Reason::SandboxGone);
+    assert_eq!(node.aws.holds(ENI), vec![ip("198.18.1.5")]);
+    assert_eq!(node.store.all().unwrap().len(), 1);
+    assert_eq!(report.pending, 0);
+}
+
+#[test]
+fn a_pass_releases_at_most_the_cap_and_the_rest_later() {
+    let node = Node::new();
+    for i in 0..5 {
+        node.put(&record(
+            &format!("dead{i}"),
+            &[&format!("198.18.1.{}", 50 + i)],
+            Phase::Assigned,
+            500,
+        ));
+    }
+    let mut rec = Reconciler::new(settings(0, 2));
+    let first = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert_eq!((first.released.len(), first.pending), (2, 3));
+    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert!(node.aws.holds(ENI).is_empty());
+    assert!(node.store.all().unwrap().is_empty());
+}
+
+#[test]
+fn throttling_stops_the_pass_and_halves_the_next_one() {
+    let node = Node::new();
+    for i in 0..6 {
+        node.put(&record(
+            &format!("dead{i}"),
+            &[&format!("198.18.1.{}", 50 + i)],
+            Phase::Assigned,
+            500,
+        ));
+    }
+    node.aws.fail_next.borrow_mut().insert(
+        "UnassignPrivateIpAddresses",
+        CloudError::Transient {
+            action: "UnassignPrivateIpAddresses",
+            reason: "RequestLimitExceeded".into(),
+        },
+    );
+    let mut rec = Reconciler::new(settings(0, 4));
+    let first = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert!(first.throttled);
+    assert!(
+        first.released.is_empty(),
+        "stopped at the first throttled call"
+    );
+    let second = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert_eq!(second.released.len(), 2, "half the cap after throttling");
+    let third = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert_eq!(third.released.len(), 4, "the full cap once clean");
+    assert!(node.aws.holds(ENI).is_empty());
+}
+
+#[test]
+fn two_records_sharing_an_address_release_it_with_the_last_one() {
+    let node = Node::new();
+    node.put(&record("a", &["198.18.1.5"], Phase::Assigned, 500));
+    node.put(&record("b", &["198.18.1.5"], Phase::Assigned, 500));
+    let mut rec = Reconciler::new(settings(0, 20));
+    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&["b"])));
+    assert_eq!(
+        node.aws.holds(ENI),
+        vec![ip("198.18.1.5")],
+        "b still holds it"
+    );
+    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert!(node.aws.holds(ENI).is_empty());
+}
+
+#[test]
+fn two_dead_records_sharing_an_address_release_it_in_one_pass() {
+    let node = Node::new();
+    node.put(&record("a", &["198.18.1.5"], Phase::Assigned, 500));
+    node.put(&record(
+        "b",
+        &["198.18.1.5", "198.18.1.6"],
+        Phase::Assigned,
+        500,
+    ));
+    let mut rec = Reconciler::new(settings(0, 20));
+    let report = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert_eq!(report.released.len(), 2);
+    assert!(node.aws.holds(ENI).is_empty(), "{:?}", node.aws.holds(ENI));
+    assert!(node.store.all().unwrap().is_empty());
+}
+
+/// Watches whose addresses the test sets, and whose events never come (the test feeds them).
+struct FakeSource(std::collections::HashMap<String, Vec<IpAddr>>);
+struct Silent;
+
+impl AddressWatch for Silent {
+    async fn next(&mut self) -> std::io::Result<Vec<AddressChange>> {
+        std::future::pending().await
+    }
+}
+
+impl AddressSource for FakeSource {
+    type Watch = Silent;
+    fn open(&self, netns: &Path, ifname: &str) -> Result<(Silent, Vec<IpAddr>), HostError> {
+        self.0
+            .get(netns.to_str().unwrap())
+            .map(|a| (Silent, a.clone()))
+            .ok_or(HostError::NoPodInterface {
+                ifname: ifname.into(),
+                netns: netns.display().to_string(),
+            })
+    }
+}
+
+fn follow_record(container: &str, addrs: &[&str], added: &[&str]) -> Attachment {
+    let mut r = record(container, addrs, Phase::Assigned, 0);
+    r.follow = Some(Follow {
+        allow_reassignment: true,
+        added: added.iter().map(|a| ip(a)).collect(),
+    });
+    r
+}
+
+fn in_local_set<T>(f: impl FnOnce() -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async { f() })
+}
+
+#[test]
+fn sync_catches_up_with_what_the_pod_has_and_lost_what_it_lost() {
+    in_local_set(|| {
+        let pod = "/var/run/netns/c1";
+        let source = FakeSource(
+            [(
+                pod.to_string(),
+                vec![ip("198.18.1.5"), ip("198.18.1.50"), ip("fe80::1")],
+            )]
+            .into(),
+        );
+        let mut f = Follower::new(source, Duration::from_secs(2));
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let r = follow_record("c1", &["198.18.1.5", "198.18.1.60"], &["198.18.1.60"]);
+        let actions = f.sync(std::slice::from_ref(&r), Some(&live(&["c1"])), &tx);
+        assert_eq!(
+            actions,
+            vec![Action::Add {
+                key: r.key(),
+                addr: ip("198.18.1.50"),
+                retry: false
+            }]
+        );
+        assert!(
+            f.next_due().is_some(),
+            "the lost .60 waits out the debounce"
+        );
+        assert_eq!(f.watched(), 1);
+        // The sandbox died: its watch goes, and so does the pending removal.
+        f.sync(std::slice::from_ref(&r), Some(&live(&[])), &tx);
+        assert_eq!((f.watched(), f.next_due()), (0, None));
+    });
+}
+
+#[test]
+fn a_flap_within_the_debounce_cancels_the_removal_and_only_confirms() {
+    in_local_set(|| {
+        let pod = "/var/run/netns/c1";
+        let source =
+            FakeSource([(pod.to_string(), vec![ip("198.18.1.5"), ip("198.18.1.50")])].into());
+        let mut f = Follower::new(source, Duration::from_millis(200));
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let r = follow_record("c1", &["198.18.1.5", "198.18.1.50"], &["198.18.1.50"]);
+        assert!(f.sync(std::slice::from_ref(&r), None, &tx).is_empty());
+        let vip = ip("198.18.1.50");
+        assert!(f
+            .on_event(Event::Changes(r.key(), vec![AddressChange::Removed(vip)]))
+            .is_empty());
+        let back = f.on_event(Event::Changes(r.key(), vec![AddressChange::Added(vip)]));
+        assert_eq!(
+            back,
+            vec![Action::Confirm {
+                key: r.key(),
+                addr: vip
+            }],
+            "checked in IMDS, not EC2"
+        );
+        assert_eq!(f.next_due(), None, "the re-add cancelled the removal");
+        // A real removal comes due after the debounce, not before.
+        f.on_event(Event::Changes(r.key(), vec![AddressChange::Removed(vip)]));
+        assert!(f.take_due(Instant::now()).is_empty());
+        let due = f.take_due(Instant::now() + Duration::from_millis(250));
+        assert_eq!(
+            due,
+            vec![Action::Remove {
+                key: r.key(),
+                addr: vip
+            }]
+        );
+        // An ADD-time address leaving the pod is not ours to give back.
+        f.on_event(Event::Changes(
+            r.key(),
+            vec![AddressChange::Removed(ip("198.18.1.5"))],
+        ));
+        assert_eq!(f.next_due(), None);
+    });
+}
+
+#[test]
+fn metrics_name_every_family_with_its_labels() {
+    let mut m = AgentMetrics::default();
+    m.releases.insert("sandbox_gone", 3);
+    m.pending_releases = 2;
+    let mut plugin = PluginCounters::default();
+    plugin.add(
+        "ADD",
+        "ok",
+        0,
+        &[crate::store::Ec2Count {
+            action: "AssignPrivateIpAddresses".into(),
+            calls: 2,
+            throttled: 1,
+        }],
+    );
+    plugin.add("DEL", "error", 108, &[]);
+    let text = render(&m, &plugin, &Default::default());
+    for line in [
+        "aws_eni_ip_plugin_operations_total{command=\"ADD\",outcome=\"ok\",code=\"0\"} 1",
+        "aws_eni_ip_plugin_operations_total{command=\"DEL\",outcome=\"error\",code=\"108\"} 1",
+        "aws_eni_ip_ec2_requests_total{source=\"plugin\",action=\"AssignPrivateIpAddresses\"} 2",
+        "aws_eni_ip_ec2_throttled_total{source=\"plugin\",action=\"AssignPrivateIpAddresses\"} 1",
+        "aws_eni_ip_releases_total{reason=\"sandbox_gone\"} 3",
+        "aws_eni_ip_releases_total{reason=\"handed_off\"} 0",
+        "aws_eni_ip_pending_releases 2",
+        "# TYPE aws_eni_ip_eni_address_limit gauge",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn plugin_runs_add_up_in_the_counters_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeDir::new(dir.path());
+    let calls = [crate::store::Ec2Count {
+        action: "AssignPrivateIpAddresses".into(),
+        calls: 1,
+        throttled: 0,
+    }];
+    for _ in 0..3 {
+        node.count_plugin_run("ADD", "ok", 0, &calls, Duration::from_secs(1))
+            .unwrap();
+    }
+    node.count_plugin_run("DEL", "handed_off", 0, &[], Duration::from_secs(1))
+        .unwrap();
+    let c = node.plugin_counters();
+    assert_eq!(
+        c.operations
+            .iter()
+            .find(|o| o.command == "ADD")
+            .unwrap()
+            .count,
+        3
+    );
+    assert_eq!(
+        c.operations
+            .iter()
+            .find(|o| o.outcome == "handed_off")
+            .unwrap()
+            .count,
+        1
+    );
+    assert_eq!(c.ec2[0].calls, 3);
+}
+
+#[test]
+fn a_heartbeat_is_fresh_for_three_intervals() {
+    let beat = crate::store::Heartbeat {
+        pid: 1,
+        unix_ms: 1_000_000,
+        interval_ms: 60_000,
+    };
+    assert!(beat.is_fresh(1_000_000 + 179_000));
+    assert!(!beat.is_fresh(1_000_000 + 181_000));
+    assert!(!beat.is_fresh(900_000), "not from the future");
+}
