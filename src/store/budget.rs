@@ -3,7 +3,8 @@
 //! CNI draws from the same buckets: a node paces itself before sending instead of retrying blindly.
 //! The refill rate adapts like TCP's window: halved on every throttled answer (down to 1/16 of the
 //! configured rate), grown back by 1/16 of it for every accepted call, and slowly (1/64 per second)
-//! while the node is quiet.
+//! while the node is quiet. A call that the slowed rate would leave no attempt before its deadline
+//! is paced at the configured rate instead, so slowing never turns into a lost DEL.
 //!
 //! ```text
 //! <node>/settings.json   {"ec2Budget": {"burst": 10, "refillPerSecond": 5}}   optional, operator's
@@ -176,13 +177,18 @@ impl NodeBudget {
 
 impl CallBudget for NodeBudget {
     fn reserve(&self, _action: &'static str, deadline: Instant) -> Option<Duration> {
+        let max = self.limits.refill_per_second;
         let decided = self.update(|mut s| {
-            let wait = if s.tokens >= 1.0 {
-                Duration::ZERO
-            } else {
-                Duration::from_secs_f64((1.0 - s.tokens) / s.rate)
+            let wait_at = |rate: f64| match s.tokens >= 1.0 {
+                true => Duration::ZERO,
+                false => Duration::from_secs_f64((1.0 - s.tokens) / rate),
             };
-            if Instant::now() + wait >= deadline {
+            let now = Instant::now();
+            // Slowing spreads the node's load; it must not fail a late call that the configured pace would still let through.
+            let wait = Some(wait_at(s.rate))
+                .filter(|w| now + *w < deadline)
+                .unwrap_or_else(|| wait_at(max));
+            if now + wait >= deadline {
                 return (s, None);
             }
             // A reservation: later callers queue behind this one.
@@ -269,6 +275,29 @@ mod tests {
         assert_eq!(b.reserve("A", soon), None);
         let tokens = b.current().tokens;
         assert!(tokens > -0.1 && tokens < 0.1, "nothing reserved: {tokens}");
+    }
+
+    #[test]
+    fn a_call_the_slowed_pace_would_fail_goes_at_the_configured_pace() {
+        let (_d, b) = budget(1, 10.0);
+        for _ in 0..10 {
+            b.throttled();
+        }
+        // Slowed to 10/16 per second: the next token is 1.6 s away; at 10/s it is 0.1 s away.
+        let soon = Instant::now() + Duration::from_millis(500);
+        let wait = b
+            .reserve("A", soon)
+            .expect("the configured pace fits the deadline");
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        let far = Instant::now() + Duration::from_secs(60);
+        let slowed = b.reserve("A", far).unwrap();
+        assert!(
+            slowed > Duration::from_secs(1),
+            "with time to spare, the slowed pace: {slowed:?}"
+        );
+        // Queued behind those two (0.3 s at 10/s), even the configured pace misses a near deadline.
+        let nearer = Instant::now() + Duration::from_millis(200);
+        assert_eq!(b.reserve("A", nearer), None);
     }
 
     #[test]

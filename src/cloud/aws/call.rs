@@ -123,7 +123,7 @@ where
         CloudError::Transient {
             action,
             reason: match last_refusal.borrow().as_deref() {
-                Some(last) => format!("{last}; the node's EC2 budget, slowed by throttling, allows no further attempt before the deadline (timeoutMs)"),
+                Some(last) => format!("{last}; the node's EC2 budget has no token for a further attempt before the deadline (timeoutMs), even at its configured rate: the account is throttling; raise timeoutMs, or see `aws-eni-ip budget`"),
                 None => "the node's EC2 budget has no token before the deadline (timeoutMs): other calls from this node came first".into(),
             },
         }
