@@ -152,11 +152,12 @@ impl<C: RegionCache> RegionCache for Option<C> {
 /// The node's pace for mutating EC2 calls, shared by every process on the node; the cloud layer
 /// asks it before each attempt and tells it about throttled answers.
 pub trait CallBudget: Send + Sync {
-    /// Takes one token for `action`: how long to wait before sending, or `None` when the wait
-    /// would end past `deadline` (nothing taken).
+    /// Takes one token for `action`, a call begun at `started`: how long to wait before sending,
+    /// or `None` when the wait would end past `deadline` (nothing taken).
     fn reserve(
         &self,
         action: &'static str,
+        started: std::time::Instant,
         deadline: std::time::Instant,
     ) -> Option<std::time::Duration>;
     /// EC2 answered throttled: slow the node down.

@@ -3,8 +3,9 @@
 //! CNI draws from the same buckets: a node paces itself before sending instead of retrying blindly.
 //! The refill rate adapts like TCP's window: halved on every throttled answer (down to 1/16 of the
 //! configured rate), grown back by 1/16 of it for every accepted call, and slowly (1/64 per second)
-//! while the node is quiet. A call that the slowed rate would leave no attempt before its deadline
-//! is paced at the configured rate instead, so slowing never turns into a lost DEL.
+//! while the node is quiet. Slowing is for the node's load, not for one late call: a call is paced
+//! closer to the configured rate the more of its time it has used, and at the configured rate when
+//! the slowed one would leave it no attempt before its deadline.
 //!
 //! ```text
 //! <node>/settings.json   {"ec2Budget": {"burst": 10, "refillPerSecond": 5}}   optional, operator's
@@ -176,7 +177,12 @@ impl NodeBudget {
 }
 
 impl CallBudget for NodeBudget {
-    fn reserve(&self, _action: &'static str, deadline: Instant) -> Option<Duration> {
+    fn reserve(
+        &self,
+        _action: &'static str,
+        started: Instant,
+        deadline: Instant,
+    ) -> Option<Duration> {
         let max = self.limits.refill_per_second;
         let decided = self.update(|mut s| {
             let wait_at = |rate: f64| match s.tokens >= 1.0 {
@@ -184,8 +190,9 @@ impl CallBudget for NodeBudget {
                 false => Duration::from_secs_f64((1.0 - s.tokens) / rate),
             };
             let now = Instant::now();
-            // Slowing spreads the node's load; it must not fail a late call that the configured pace would still let through.
-            let wait = Some(wait_at(s.rate))
+            // Slowing spreads the node's load; a call that has waited long is no burst: it gets back to the configured pace as its deadline nears.
+            let pace = s.rate.max(max * aged(started, now, deadline));
+            let wait = Some(wait_at(pace))
                 .filter(|w| now + *w < deadline)
                 .unwrap_or_else(|| wait_at(max));
             if now + wait >= deadline {
@@ -223,6 +230,15 @@ impl CallBudget for NodeBudget {
     }
 }
 
+/// How much of its time a call has used: 0 at its start, 1 at its deadline.
+fn aged(started: Instant, now: Instant, deadline: Instant) -> f64 {
+    let span = deadline.saturating_duration_since(started).as_secs_f64();
+    match span > 0.0 {
+        true => (now.saturating_duration_since(started).as_secs_f64() / span).min(1.0),
+        false => 1.0,
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -253,10 +269,10 @@ mod tests {
     fn a_full_bucket_sends_at_once_then_queues_callers_at_the_rate() {
         let (_d, b) = budget(2, 10.0);
         let far = Instant::now() + Duration::from_secs(60);
-        assert_eq!(b.reserve("A", far), Some(Duration::ZERO));
-        assert_eq!(b.reserve("A", far), Some(Duration::ZERO));
-        let third = b.reserve("A", far).unwrap();
-        let fourth = b.reserve("A", far).unwrap();
+        assert_eq!(b.reserve("A", Instant::now(), far), Some(Duration::ZERO));
+        assert_eq!(b.reserve("A", Instant::now(), far), Some(Duration::ZERO));
+        let third = b.reserve("A", Instant::now(), far).unwrap();
+        let fourth = b.reserve("A", Instant::now(), far).unwrap();
         assert!(
             third > Duration::from_millis(80) && third <= Duration::from_millis(100),
             "{third:?}"
@@ -271,8 +287,8 @@ mod tests {
     fn a_wait_past_the_deadline_takes_nothing() {
         let (_d, b) = budget(1, 1.0);
         let soon = Instant::now() + Duration::from_millis(300);
-        assert_eq!(b.reserve("A", soon), Some(Duration::ZERO));
-        assert_eq!(b.reserve("A", soon), None);
+        assert_eq!(b.reserve("A", Instant::now(), soon), Some(Duration::ZERO));
+        assert_eq!(b.reserve("A", Instant::now(), soon), None);
         let tokens = b.current().tokens;
         assert!(tokens > -0.1 && tokens < 0.1, "nothing reserved: {tokens}");
     }
@@ -286,18 +302,41 @@ mod tests {
         // Slowed to 10/16 per second: the next token is 1.6 s away; at 10/s it is 0.1 s away.
         let soon = Instant::now() + Duration::from_millis(500);
         let wait = b
-            .reserve("A", soon)
+            .reserve("A", Instant::now(), soon)
             .expect("the configured pace fits the deadline");
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
         let far = Instant::now() + Duration::from_secs(60);
-        let slowed = b.reserve("A", far).unwrap();
+        let slowed = b.reserve("A", Instant::now(), far).unwrap();
         assert!(
             slowed > Duration::from_secs(1),
             "with time to spare, the slowed pace: {slowed:?}"
         );
         // Queued behind those two (0.3 s at 10/s), even the configured pace misses a near deadline.
         let nearer = Instant::now() + Duration::from_millis(200);
-        assert_eq!(b.reserve("A", nearer), None);
+        assert_eq!(b.reserve("A", Instant::now(), nearer), None);
+    }
+
+    #[test]
+    fn an_old_call_is_paced_closer_to_the_configured_rate() {
+        let (_d, b) = budget(1, 16.0);
+        for _ in 0..10 {
+            b.throttled();
+        }
+        let now = Instant::now();
+        // Slowed to 1/s: a fresh call waits about 1 s. One a quarter through its 12 s is paced at
+        // 16/4 = 4/s: queued behind the fresh one, 0.5 s, where the slowed rate says 2 s (which fits).
+        let fresh = b.reserve("A", now, now + Duration::from_secs(30)).unwrap();
+        assert!(fresh > Duration::from_millis(900), "{fresh:?}");
+        let started = now
+            .checked_sub(Duration::from_secs(3))
+            .expect("uptime over 3 s");
+        let old = b
+            .reserve("A", started, now + Duration::from_secs(9))
+            .unwrap();
+        assert!(
+            old > Duration::from_millis(400) && old < Duration::from_millis(600),
+            "{old:?}"
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ where
                 // Lazy: nothing is sent until the budget's wait is over.
                 let request = op();
                 let wait = match budget {
-                    Some(b) => b.reserve(action, deadline),
+                    Some(b) => b.reserve(action, started, deadline),
                     None => Some(std::time::Duration::ZERO),
                 };
                 async move {
