@@ -3,9 +3,9 @@
 //! CNI draws from the same buckets: a node paces itself before sending instead of retrying blindly.
 //! The refill rate adapts like TCP's window: halved on every throttled answer (down to 1/16 of the
 //! configured rate), grown back by 1/16 of it for every accepted call, and slowly (1/64 per second)
-//! while the node is quiet. Slowing is for the node's load, not for one late call: a call is paced
-//! closer to the configured rate the more of its time it has used, and at the configured rate when
-//! the slowed one would leave it no attempt before its deadline.
+//! while the node is quiet. Slowing is for the node's load, not for one late call: a call that has
+//! used a fraction f of its time is paced at no less than f² of the configured rate, and at the
+//! configured rate when the slowed one would leave it no attempt before its deadline.
 //!
 //! ```text
 //! <node>/settings.json   {"ec2Budget": {"burst": 10, "refillPerSecond": 5}}   optional, operator's
@@ -190,8 +190,8 @@ impl CallBudget for NodeBudget {
                 false => Duration::from_secs_f64((1.0 - s.tokens) / rate),
             };
             let now = Instant::now();
-            // Slowing spreads the node's load; a call that has waited long is no burst: it gets back to the configured pace as its deadline nears.
-            let pace = s.rate.max(max * aged(started, now, deadline));
+            // Slowing spreads the node's load; a call that has waited long is no burst: it gets back to the configured pace as its deadline nears (squared: only the tail, or the account pays in throttles).
+            let pace = s.rate.max(max * aged(started, now, deadline).powi(2));
             let wait = Some(wait_at(pace))
                 .filter(|w| now + *w < deadline)
                 .unwrap_or_else(|| wait_at(max));
@@ -323,15 +323,16 @@ mod tests {
             b.throttled();
         }
         let now = Instant::now();
-        // Slowed to 1/s: a fresh call waits about 1 s. One a quarter through its 12 s is paced at
-        // 16/4 = 4/s: queued behind the fresh one, 0.5 s, where the slowed rate says 2 s (which fits).
+        // Slowed to 1/s: a fresh call waits about 1 s. One half through its 6 s is paced at
+        // 16 × (1/2)² = 4/s: queued behind the fresh one, 0.5 s, where the slowed rate says 2 s
+        // (which fits).
         let fresh = b.reserve("A", now, now + Duration::from_secs(30)).unwrap();
         assert!(fresh > Duration::from_millis(900), "{fresh:?}");
         let started = now
             .checked_sub(Duration::from_secs(3))
             .expect("uptime over 3 s");
         let old = b
-            .reserve("A", started, now + Duration::from_secs(9))
+            .reserve("A", started, now + Duration::from_secs(3))
             .unwrap();
         assert!(
             old > Duration::from_millis(400) && old < Duration::from_millis(600),
