@@ -12,10 +12,11 @@ use crate::node::Host;
 use crate::store::{Attachment, Phase};
 
 pub async fn del<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniError> {
-    let Some(record) = ctx.store.get(&ctx.key())? else {
+    // Read under the locks: the agent may add a run-time address to the record meanwhile.
+    let (_locks, record) = ctx.store.lock_record(&ctx.key(), &[], ctx.deadline)?;
+    let Some(record) = record else {
         return Ok(Summary::note("no record: nothing this node assigned"));
     };
-    let _locks = ctx.store.lock_addresses(&record.addresses, ctx.deadline)?;
     let released = match release_locked(ctx.store, ctx.aws, &record, ctx.deadline).await {
         Ok(r) => r,
         Err(e) if e.is_transient() => return Err(e),
@@ -49,7 +50,7 @@ fn hand_off<A, H>(
             "" => String::new(),
             d => format!("{d}; "),
         };
-        return Err(error.clone().with_details(format!(
+        return Err(error.with_details(format!(
             "{details}the pod's other plugins get no DEL until this succeeds; an aws-eni-ip agent on this node would retry the release and let DEL succeed"
         )));
     }

@@ -5,11 +5,12 @@
 //! removed one is given back only while this node's ENI holds it and no other record on the node
 //! does; when another ENI holds it a peer took it over, and only the record forgets it.
 
+use super::add::check_count;
 use super::assign::{assign_addresses, Assigned, Assignment};
 use super::eni::{batched_ec2, eni_for_mac};
 use super::errors::from_cloud;
-use super::release::unassign_held;
-use super::safety::outside_subnet;
+use super::release::give_back;
+use super::safety::{check_not_primary_ip, check_subnet};
 use crate::cloud::{Aws, Metadata};
 use crate::cni::CniError;
 use crate::config::PluginConfig;
@@ -75,11 +76,17 @@ pub async fn address_added(
     if eni.facts.eni_id != record.eni_id {
         return Ok(Added::Ignored("the master's MAC is another ENI now"));
     }
-    if !outside_subnet(&eni.facts, &[addr]).is_empty() {
+    // ADD's own checks; what they refuse is not an error here, only not ours to assign.
+    if check_subnet(&eni.facts, &[addr]).is_err() {
         return Ok(Added::Ignored("outside the ENI's subnet"));
     }
-    if eni.facts.primary_ipv4.map(IpAddr::V4) == Some(addr) {
+    if check_not_primary_ip(&eni.facts, &[addr]).is_err() {
         return Ok(Added::Ignored("the ENI's primary IP"));
+    }
+    if !recorded && check_count(record.addresses.len() + 1, &key.ifname).is_err() {
+        return Ok(Added::Ignored(
+            "the attachment holds the most addresses one pod interface may (64)",
+        ));
     }
     let previous = record.clone();
     let mut next = record;
@@ -167,14 +174,11 @@ pub async fn address_removed(
     {
         return Ok(Removed::Ignored("not added at run time"));
     }
-    let ours = store.releasable(&record)?.contains(&addr);
-    let released = if ours {
-        let ec2 = batched_ec2(store, aws, &record.eni_id, deadline).await?;
-        // EC2 decides "still on this ENI" atomically: an address taken over is "not assigned".
-        unassign_held(&ec2, &record.eni_id, &[addr]).await?
-    } else {
-        Vec::new()
-    };
+    // DEL's rules; EC2 decides "still on this ENI" atomically (an address taken over is "not
+    // assigned"), and an ENI no longer attached here is left untouched.
+    let released = give_back(store, aws, &record, Some(&[addr]), None, deadline)
+        .await?
+        .unwrap_or_default();
     let mut next = record;
     next.addresses.retain(|a| *a != addr);
     next.adopted.retain(|a| *a != addr);

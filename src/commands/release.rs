@@ -30,8 +30,12 @@ pub async fn release(
     record: &Attachment,
     deadline: Instant,
 ) -> Result<Released, CniError> {
-    let _locks = store.lock_addresses(&record.addresses, deadline)?;
-    release_locked(store, aws, record, deadline).await
+    // Read again under the locks: the agent may have added a run-time address meanwhile.
+    let (_locks, fresh) = store.lock_record(&record.key(), &record.addresses, deadline)?;
+    match fresh {
+        Some(fresh) => release_locked(store, aws, &fresh, deadline).await,
+        None => Ok(Released::default()),
+    }
 }
 
 /// [`release`] for a caller that already holds the locks of the record's addresses.
@@ -52,33 +56,15 @@ async fn release_among(
     node_records: Option<&[Attachment]>,
     deadline: Instant,
 ) -> Result<Released, CniError> {
-    let primary = match still_attached(store, aws, record).await? {
-        Some(primary) => primary,
-        None => {
-            tracing::warn!(eni = %record.eni_id, mac = %record.mac, container = %record.container_id,
-                addresses = %list(&record.addresses),
-                "the ENI is no longer attached to this instance: record dropped, EC2 untouched");
-            store.remove(&record.key())?;
-            return Ok(Released {
-                eni_detached: true,
-                ..Released::default()
-            });
-        }
-    };
-    let releasable = match node_records {
-        Some(records) => releasable_among(record, records),
-        None => store.releasable(record)?,
-    };
-    let releasable: Vec<IpAddr> = releasable
-        .into_iter()
-        .filter(|a| Some(*a) != primary)
-        .collect();
-    crate::crash::point("release:before-ec2");
-    let addresses = if releasable.is_empty() {
-        Vec::new()
-    } else {
-        let ec2 = batched_ec2(store, aws, &record.eni_id, deadline).await?;
-        unassign_held(&ec2, &record.eni_id, &releasable).await?
+    let Some(addresses) = give_back(store, aws, record, None, node_records, deadline).await? else {
+        tracing::warn!(eni = %record.eni_id, mac = %record.mac, container = %record.container_id,
+            addresses = %list(&record.addresses),
+            "the ENI is no longer attached to this instance: record dropped, EC2 untouched");
+        store.remove(&record.key())?;
+        return Ok(Released {
+            eni_detached: true,
+            ..Released::default()
+        });
     };
     crate::crash::point("release:after-ec2");
     store.remove(&record.key())?;
@@ -87,6 +73,38 @@ async fn release_among(
         addresses,
         ..Released::default()
     })
+}
+
+/// Unassigns what the record may give back (of `only`, when given) from its ENI: never its
+/// primary IP, never an adopted address or one another record on the node holds (`node_records`,
+/// or read now). `None`, EC2 untouched, once the ENI is no longer attached to this instance.
+pub(super) async fn give_back(
+    store: &Store,
+    aws: &impl Aws,
+    record: &Attachment,
+    only: Option<&[IpAddr]>,
+    node_records: Option<&[Attachment]>,
+    deadline: Instant,
+) -> Result<Option<Vec<IpAddr>>, CniError> {
+    let Some(primary) = still_attached(store, aws, record).await? else {
+        return Ok(None);
+    };
+    let releasable = match node_records {
+        Some(records) => releasable_among(record, records),
+        None => store.releasable(record)?,
+    };
+    let releasable: Vec<IpAddr> = releasable
+        .into_iter()
+        .filter(|a| Some(*a) != primary && only.is_none_or(|o| o.contains(a)))
+        .collect();
+    crate::crash::point("release:before-ec2");
+    if releasable.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let ec2 = batched_ec2(store, aws, &record.eni_id, deadline).await?;
+    unassign_held(&ec2, &record.eni_id, &releasable)
+        .await
+        .map(Some)
 }
 
 /// `Some(the ENI's primary IP)` while the record's MAC is still attached to this instance (one

@@ -49,14 +49,54 @@ fn soon() -> Instant {
     Instant::now() + Duration::from_secs(5)
 }
 
-#[test]
-fn del_with_108_and_a_live_agent_succeeds_and_leaves_a_releasing_record() {
-    let bed = Bed::new();
-    bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
+/// The agent's calls for c1's pod interface, as its loop makes them.
+fn added(bed: &Bed, addr: IpAddr) -> Added {
+    block(address_added(
+        &bed.store,
+        &bed.aws,
+        &key("c1"),
+        addr,
+        false,
+        soon(),
+    ))
+    .unwrap()
+}
+
+fn removed(bed: &Bed, addr: IpAddr) -> Removed {
+    block(address_removed(
+        &bed.store,
+        &bed.aws,
+        &key("c1"),
+        addr,
+        soon(),
+    ))
+    .unwrap()
+}
+
+fn returned(bed: &Bed, addr: IpAddr) -> Added {
+    block(address_returned(
+        &bed.store,
+        &bed.aws,
+        &key("c1"),
+        addr,
+        soon(),
+    ))
+    .unwrap()
+}
+
+/// A node agent's heartbeat, fresh for a minute.
+fn agent_alive(bed: &Bed) {
     bed.store
         .node()
         .write_heartbeat(Duration::from_secs(60))
         .unwrap();
+}
+
+#[test]
+fn del_with_108_and_a_live_agent_succeeds_and_leaves_a_releasing_record() {
+    let bed = Bed::new();
+    bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
+    agent_alive(&bed);
     bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");
     let summary = bed.run("DEL", "c1", conf(&[]), del).unwrap();
     assert!(summary.handed_off, "{}", summary.note);
@@ -98,17 +138,20 @@ fn del_with_a_stale_heartbeat_does_not_hand_over() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");
-    assert!(bed.run("DEL", "c1", conf(&[]), del).is_err());
+    let e = bed.run("DEL", "c1", conf(&[]), del).unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotAuthorized);
+    assert_eq!(
+        bed.store.get(&key("c1")).unwrap().unwrap().phase,
+        Phase::Assigned,
+        "not handed over"
+    );
 }
 
 #[test]
 fn del_throttled_still_returns_11_with_a_live_agent() {
     let bed = Bed::new();
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
-    bed.store
-        .node()
-        .write_heartbeat(Duration::from_secs(60))
-        .unwrap();
+    agent_alive(&bed);
     bed.aws.fail_next.borrow_mut().insert(
         "UnassignPrivateIpAddresses",
         CloudError::Transient {
@@ -128,10 +171,7 @@ fn del_throttled_still_returns_11_with_a_live_agent() {
 fn a_handed_off_release_whose_address_moved_away_drops_the_record() {
     let bed = Bed::new();
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
-    bed.store
-        .node()
-        .write_heartbeat(Duration::from_secs(60))
-        .unwrap();
+    agent_alive(&bed);
     bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");
     bed.run("DEL", "c1", conf(&[]), del).unwrap();
     bed.aws.move_addr("198.18.1.5", Some(ENI), Some(OTHER));
@@ -148,41 +188,18 @@ fn a_followed_address_is_recorded_before_it_is_assigned_and_released_when_it_lea
     bed.run("ADD", "c1", followed(&["198.18.1.5/24"]), add)
         .unwrap();
     let vip = ip("198.18.1.50");
-    let added = block(address_added(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        false,
-        soon(),
-    ))
-    .unwrap();
-    assert!(matches!(added, Added::Assigned(_)), "{added:?}");
+    let first = added(&bed, vip);
+    assert!(matches!(first, Added::Assigned(_)), "{first:?}");
     assert_eq!(bed.aws.holds(ENI), vec![ip("198.18.1.5"), vip]);
     let record = bed.store.get(&key("c1")).unwrap().unwrap();
     assert!(record.addresses.contains(&vip));
     assert_eq!(record.follow.unwrap().added, vec![vip]);
     // Seen again (an agent restart): no call.
     let calls = bed.aws.mutating();
-    let again = block(address_added(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        false,
-        soon(),
-    ))
-    .unwrap();
+    let again = added(&bed, vip);
     assert!(matches!(again, Added::Recorded));
     assert_eq!(bed.aws.mutating(), calls);
-    let gone = block(address_removed(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        soon(),
-    ))
-    .unwrap();
+    let gone = removed(&bed, vip);
     assert_eq!(gone, Removed::Released);
     assert_eq!(bed.aws.holds(ENI), vec![ip("198.18.1.5")]);
     let record = bed.store.get(&key("c1")).unwrap().unwrap();
@@ -214,17 +231,45 @@ fn addresses_outside_the_subnet_or_the_primary_ip_are_ignored_without_a_call() {
 fn a_network_without_follow_addresses_is_never_followed() {
     let bed = Bed::new();
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
-    let r = block(address_added(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        ip("198.18.1.50"),
-        false,
-        soon(),
-    ))
-    .unwrap();
+    let r = added(&bed, ip("198.18.1.50"));
     assert!(matches!(r, Added::Ignored(_)));
     assert_eq!(bed.aws.holds(ENI), vec![ip("198.18.1.5")]);
+}
+
+#[test]
+fn a_followed_address_removed_after_its_eni_left_this_instance_is_only_forgotten() {
+    let bed = Bed::new();
+    bed.run("ADD", "c1", followed(&["198.18.1.5/24"]), add)
+        .unwrap();
+    let vip = ip("198.18.1.50");
+    added(&bed, vip);
+    // The ENI now belongs to another instance: DEL's rule, EC2 untouched.
+    bed.aws.detached.borrow_mut().push(fake::MAC.into());
+    let calls = bed.aws.mutating();
+    assert_eq!(removed(&bed, vip), Removed::Forgotten);
+    assert_eq!(bed.aws.mutating(), calls, "no unassign on a detached ENI");
+    assert!(bed.aws.holds(ENI).contains(&vip));
+    let record = bed.store.get(&key("c1")).unwrap().unwrap();
+    assert!(!record.addresses.contains(&vip));
+}
+
+#[test]
+fn a_pod_interface_at_the_address_limit_gets_no_more_followed_addresses() {
+    let bed = Bed::new();
+    bed.run("ADD", "c1", followed(&["198.18.1.5/24"]), add)
+        .unwrap();
+    let mut record = bed.store.get(&key("c1")).unwrap().unwrap();
+    record.addresses = (0..crate::commands::add::MAX_POD_ADDRESSES)
+        .map(|i| ip(&format!("198.18.1.{}", 100 + i)))
+        .collect();
+    bed.store.put(&record).unwrap();
+    let calls = bed.aws.mutating();
+    let r = added(&bed, ip("198.18.1.50"));
+    assert!(
+        matches!(r, Added::Ignored(why) if why.contains("most addresses")),
+        "{r:?}"
+    );
+    assert_eq!(bed.aws.mutating(), calls);
 }
 
 #[test]
@@ -233,24 +278,9 @@ fn a_followed_address_taken_over_by_a_peer_is_only_forgotten() {
     bed.run("ADD", "c1", followed(&["198.18.1.5/24"]), add)
         .unwrap();
     let vip = ip("198.18.1.50");
-    block(address_added(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        false,
-        soon(),
-    ))
-    .unwrap();
+    added(&bed, vip);
     bed.aws.move_addr("198.18.1.50", Some(ENI), Some(OTHER));
-    let gone = block(address_removed(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        soon(),
-    ))
-    .unwrap();
+    let gone = removed(&bed, vip);
     assert_eq!(gone, Removed::Forgotten);
     assert_eq!(bed.aws.holds(OTHER), vec![vip], "the peer keeps it");
     // DEL later does not take it back either.
@@ -264,15 +294,7 @@ fn a_followed_address_on_another_eni_is_taken_over_by_the_rules_of_add() {
     bed.run("ADD", "c1", followed(&["198.18.1.5/24"]), add)
         .unwrap();
     bed.aws.move_addr("198.18.1.50", None, Some(OTHER));
-    let r = block(address_added(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        ip("198.18.1.50"),
-        false,
-        soon(),
-    ))
-    .unwrap();
+    let r = added(&bed, ip("198.18.1.50"));
     match r {
         Added::Assigned(done) => assert_eq!(done.moved, vec![format!("198.18.1.50 from {OTHER}")]),
         other => panic!("{other:?}"),
@@ -289,23 +311,8 @@ fn an_address_another_record_shares_is_forgotten_not_unassigned() {
     bed.run("ADD", "c2", conf(&["198.18.1.50/24"]), add)
         .unwrap();
     let vip = ip("198.18.1.50");
-    block(address_added(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        false,
-        soon(),
-    ))
-    .unwrap();
-    let gone = block(address_removed(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        soon(),
-    ))
-    .unwrap();
+    added(&bed, vip);
+    let gone = removed(&bed, vip);
     assert_eq!(gone, Removed::Forgotten);
     assert!(bed.aws.holds(ENI).contains(&vip), "c2 still holds it");
 }
@@ -316,24 +323,9 @@ fn a_flap_costs_no_ec2_call_unless_a_peer_took_the_address_meanwhile() {
     bed.run("ADD", "c1", followed(&["198.18.1.5/24"]), add)
         .unwrap();
     let vip = ip("198.18.1.50");
-    block(address_added(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        false,
-        soon(),
-    ))
-    .unwrap();
+    added(&bed, vip);
     let calls = bed.aws.mutating();
-    let back = block(address_returned(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        soon(),
-    ))
-    .unwrap();
+    let back = returned(&bed, vip);
     assert!(matches!(back, Added::Recorded), "{back:?}");
     assert_eq!(
         bed.aws.mutating(),
@@ -342,14 +334,7 @@ fn a_flap_costs_no_ec2_call_unless_a_peer_took_the_address_meanwhile() {
     );
     // Failover and back within the debounce: the peer holds it now, so it is taken back.
     bed.aws.move_addr("198.18.1.50", Some(ENI), Some(OTHER));
-    let back = block(address_returned(
-        &bed.store,
-        &bed.aws,
-        &key("c1"),
-        vip,
-        soon(),
-    ))
-    .unwrap();
+    let back = returned(&bed, vip);
     assert!(matches!(back, Added::Assigned(_)), "{back:?}");
     assert!(bed.aws.holds(ENI).contains(&vip));
 }
