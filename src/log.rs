@@ -9,32 +9,16 @@ use crate::config::{LogLevel, PluginConfig};
 use std::sync::Mutex;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(config: &PluginConfig) {
-    let level = level_filter(config.log_level);
-    // Our events at the chosen level; the SDK's own chatter only when it warns.
-    let targets = Targets::new()
-        .with_target("aws_eni_ip", level)
-        .with_default(LevelFilter::WARN);
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_target(false);
     // A log file that cannot be opened must not fail the pod: stderr is read only when stdout is empty.
-    let _ = match open(config) {
-        Some(file) => builder
-            .with_writer(Mutex::new(file))
-            .finish()
-            .with(targets)
-            .try_init(),
-        None => builder
-            .with_writer(std::io::stderr)
-            .finish()
-            .with(targets)
-            .try_init(),
-    };
+    match open(config) {
+        Some(file) => install(config.log_level, Mutex::new(file)),
+        None => install(config.log_level, std::io::stderr),
+    }
 }
 
 /// `logFile` is tenant input run as root: a missing dir is made private, an existing one keeps its
@@ -53,6 +37,14 @@ fn open(config: &PluginConfig) -> Option<RotatingFile> {
 
 /// The node agent logs to stdout, where the container runtime collects it.
 pub fn init_stdout(level: LogLevel) {
+    install(level, std::io::stdout)
+}
+
+/// Our events at the chosen level; the SDK's own chatter only when it warns.
+fn install<W>(level: LogLevel, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let level = level_filter(level);
     let targets = Targets::new()
         .with_target("aws_eni_ip", level)
@@ -61,7 +53,7 @@ pub fn init_stdout(level: LogLevel) {
         .with_max_level(level)
         .with_ansi(false)
         .with_target(false)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .finish()
         .with(targets)
         .try_init();

@@ -6,7 +6,7 @@
 //! ```
 
 use super::fs::{create_private_dir, read_json, write_json_atomic, Durability};
-use super::{NodeDir, StoreError};
+use super::{now_unix_ms, NodeDir, StoreError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,13 +28,6 @@ impl Heartbeat {
         let window = self.interval_ms.saturating_mul(HEARTBEAT_MISSES);
         self.unix_ms <= now_ms + 1_000 && now_ms.saturating_sub(self.unix_ms) <= window
     }
-}
-
-pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl NodeDir {

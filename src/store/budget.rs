@@ -15,7 +15,7 @@
 
 use super::fs::{read_json, write_json_atomic, Durability};
 use super::lock::Locks;
-use super::NodeDir;
+use super::{now_unix_ms, NodeDir};
 use crate::cloud::CallBudget;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -130,7 +130,7 @@ impl NodeBudget {
 
     /// The bucket now, refilled to this instant (for operators and metrics).
     pub fn current(&self) -> BudgetState {
-        let now = now_ms();
+        let now = now_unix_ms();
         self.refilled(self.load(now), now)
     }
 
@@ -167,7 +167,7 @@ impl NodeBudget {
                     return None;
                 }
             };
-        let now = now_ms();
+        let now = now_unix_ms();
         let (next, out) = change(self.refilled(self.load(now), now));
         if let Err(e) = write_json_atomic(&self.state, &next, Durability::ProcessCrashSafe) {
             tracing::warn!(error = %e, "EC2 budget not saved");
@@ -237,13 +237,6 @@ fn aged(started: Instant, now: Instant, deadline: Instant) -> f64 {
         true => (now.saturating_duration_since(started).as_secs_f64() / span).min(1.0),
         false => 1.0,
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ mod node;
 mod record;
 mod spool;
 
-pub use agent::{now_unix_ms, Heartbeat, HEARTBEAT_MISSES};
+pub use agent::{Heartbeat, HEARTBEAT_MISSES};
 pub use budget::{BudgetLimits, BudgetState, NodeBudget, NodeSettings};
 pub use cache::{CachedEni, RegionFile};
 pub use counters::{Ec2Count, OperationCount, PluginCounters};
@@ -312,9 +312,13 @@ fn wal_path(record: &Path) -> PathBuf {
 }
 
 pub fn now_unix() -> u64 {
+    now_unix_ms() / 1000
+}
+
+pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
