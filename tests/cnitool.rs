@@ -82,7 +82,21 @@ fn the_readme_cnitool_walkthrough_adds_checks_and_deletes() {
 
     let netns = format!("aei-{}-try", lab.id);
     let netconf = node.dir.join("net.d");
-    let script = walkthrough()
+    let walkthrough = walkthrough();
+    // A README edit must not let the script run against the host's own paths.
+    for host_side in [
+        "aei-try",
+        "/tmp/aei-net.d",
+        "conf/cnitool-ipvlan.conflist",
+        "aws-eni-ip state",
+        "/opt/cni/bin",
+    ] {
+        assert!(
+            walkthrough.contains(host_side),
+            "the README walkthrough no longer names {host_side:?}: update this test"
+        );
+    }
+    let script = walkthrough
         .replace("aei-try", &netns)
         .replace("/tmp/aei-net.d", netconf.to_str().unwrap())
         .replace("conf/cnitool-ipvlan.conflist", conflist.to_str().unwrap())

@@ -3,6 +3,7 @@
 //! nothing happens on the node.
 
 use super::*;
+use crate::agent_proc::AgentProc;
 use aws_eni_ip::agent::reconcile::{ReconcileSettings, Reconciler};
 use aws_eni_ip::cloud::aws::AwsClients;
 use aws_eni_ip::cloud::retry::RetryPolicy;
@@ -186,9 +187,9 @@ fn idle(ctx: &Ctx, dir: &Path, live: &HashSet<String>) -> Result<Idle, String> {
     }
     let live: Vec<&str> = names.iter().map(String::as_str).collect();
     let cri = cri::FakeCri::start(&dir.join("cri.sock"), &live);
-    let agent = proc::Agent::start(
-        &ctx.plugin,
-        &[
+    let mut agent = AgentProc::spawn({
+        let mut cmd = Command::new(&ctx.plugin);
+        cmd.arg("agent").args([
             "--state-dir",
             &dir.display().to_string(),
             "--runtime-endpoint",
@@ -199,10 +200,11 @@ fn idle(ctx: &Ctx, dir: &Path, live: &HashSet<String>) -> Result<Idle, String> {
             &ctx.sim.ec2_url(),
             "--imds-endpoint",
             &ctx.sim.imds_url(&ctx.layout.bench.instance),
-        ],
-    )?;
+        ]);
+        cmd
+    });
     let started = Instant::now();
-    agent.wait_line("watching the pod's addresses", Duration::from_secs(20))?;
+    agent.wait_line("watching the pod's addresses", Duration::from_secs(20));
     // The first pass (and drift check) runs at start; the next one at 60 s.
     std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
     let a = ProcStats::read(agent.pid())?;

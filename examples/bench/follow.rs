@@ -4,13 +4,14 @@
 //! proxy in this process that timestamps each AssignPrivateIpAddresses as it arrives.
 
 use super::*;
+use crate::agent_proc::AgentProc;
 use aws_eni_ip::store::{now_unix, Attachment, Follow, NodeDir, Phase, Store};
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use proc::{Agent, Netns, ProcStats};
+use proc::{Netns, ProcStats};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -36,7 +37,7 @@ struct Side {
     key: aws_eni_ip::store::AttachmentKey,
     socket: Socket,
     index: u32,
-    _agent: Agent,
+    _agent: AgentProc,
     _cri: cri::FakeCri,
     _pod: Netns,
 }
@@ -169,9 +170,9 @@ fn side(
     store.put(&record).map_err(|e| e.to_string())?;
     ctx.sim.assign(&eni.id, &[IpAddr::V4(pod_ip)]);
     let cri = cri::FakeCri::start(&dir.join("cri.sock"), &[&record.container_id]);
-    let agent = Agent::start(
-        &ctx.plugin,
-        &[
+    let mut agent = AgentProc::spawn({
+        let mut cmd = Command::new(&ctx.plugin);
+        cmd.arg("agent").args([
             "--state-dir",
             &dir.display().to_string(),
             "--runtime-endpoint",
@@ -186,9 +187,10 @@ fn side(
             &DEBOUNCE_MS.to_string(),
             "--drift-interval",
             "0",
-        ],
-    )?;
-    agent.wait_line("watching the pod's addresses", Duration::from_secs(20))?;
+        ]);
+        cmd
+    });
+    agent.wait_line("watching the pod's addresses", Duration::from_secs(20));
     Ok(Side {
         eni: eni.id.clone(),
         key: record.key(),

@@ -11,6 +11,9 @@
 //! BENCH_AGENT_IDLE_SECS (130, at least 70), BENCH_VIP_MOVES (100).
 
 mod agent;
+#[allow(dead_code)]
+#[path = "../../tests/common/agent.rs"]
+mod agent_proc;
 mod burst;
 mod child;
 #[allow(dead_code)]

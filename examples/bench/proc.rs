@@ -1,11 +1,7 @@
-//! What the agent scenarios need around the release binary: a pod netns with a `net1`, the agent
-//! as a child whose log is read line by line, and its CPU, memory and wake-ups from /proc.
+//! What the agent scenarios need around the release binary: a pod netns with a `net1`, and the
+//! agent's CPU, memory and wake-ups from /proc (the agent itself runs as tests/common/agent.rs does).
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
@@ -66,75 +62,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["link", "del", &self.host]);
         let _ = ip(&["netns", "del", &self.name]);
-    }
-}
-
-/// `aws-eni-ip agent` as a child; SIGKILLed on drop.
-pub struct Agent {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Agent {
-    pub fn start(binary: &Path, args: &[&str]) -> Result<Agent, String> {
-        let mut child = Command::new(binary)
-            .arg("agent")
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the agent: {e}"))?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let agent = Agent { child, lines };
-        agent.wait_line("agent started", Duration::from_secs(20))?;
-        Ok(agent)
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn wait_line(&self, needle: &str, within: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return Ok(l.clone());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "the agent did not log {needle:?}:\n{}",
-                    self.lines.lock().unwrap().join("\n")
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

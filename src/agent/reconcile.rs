@@ -59,7 +59,10 @@ pub fn reason(
     match record.phase {
         Phase::Releasing => Some(Reason::HandedOff),
         Phase::Assigning if old => Some(Reason::StuckAssigning),
-        _ if old && !live.contains(&record.container_id) => Some(Reason::SandboxGone),
+        // An empty list is a runtime that is (re)starting, never a real node: our own pod runs there.
+        _ if old && !live.is_empty() && !live.contains(&record.container_id) => {
+            Some(Reason::SandboxGone)
+        }
         _ => None,
     }
 }
@@ -67,8 +70,8 @@ pub fn reason(
 /// What one pass saw and did.
 #[derive(Debug, Default)]
 pub struct PassReport {
-    /// Every record on the node at the start of the pass.
-    pub records: Vec<Attachment>,
+    /// Records on the node at the start of the pass.
+    pub records: usize,
     /// Releases done, by reason.
     pub released: Vec<(Reason, AttachmentKey)>,
     /// Releases that failed (logged); they are tried again next pass.
@@ -117,8 +120,12 @@ impl Reconciler {
                 if let Some(why) = reason(&r, live, now, grace) {
                     due.push((why, i, r.key()));
                 }
-                report.records.push(r);
+                report.records += 1;
             }
+        }
+        if live.is_empty() && report.records > 0 {
+            tracing::warn!(records = report.records,
+                "the runtime lists no sandbox at all: nothing is released for a missing sandbox this pass");
         }
         // Handed-off releases first: DEL already told the runtime they were done.
         due.sort_by_key(|(why, _, _)| *why);

@@ -40,6 +40,8 @@ pub struct Agent<A, L, S> {
     live: Option<HashSet<String>>,
     records: NodeRecords,
     last_drift: Option<Instant>,
+    /// Addresses per ENI of this instance's type, once known: it never changes while we run.
+    eni_limit: Option<u32>,
 }
 
 impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
@@ -64,6 +66,7 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
             live: None,
             records: NodeRecords::default(),
             last_drift: None,
+            eni_limit: None,
         }
     }
 
@@ -219,10 +222,13 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
             return;
         };
         let report = drift(&self.records.records, ec2).await;
-        let limit = match self.aws.metadata().instance_type().await {
-            Ok(Some(t)) => ec2.eni_address_limit(&t).await.ok().flatten(),
-            _ => None,
-        };
+        if self.eni_limit.is_none() {
+            self.eni_limit = match self.aws.metadata().instance_type().await {
+                Ok(Some(t)) => ec2.eni_address_limit(&t).await.ok().flatten(),
+                _ => None,
+            };
+        }
+        let limit = self.eni_limit;
         // A followed address the pod still has but its ENI lost (a peer took it during a flap
         // that IMDS had not caught up with): assign it again.
         let lost: Vec<Action> = report
@@ -260,7 +266,11 @@ fn added_outcome(
                 "run-time address assigned");
             ("assigned", Ok(true))
         }
-        Ok(Added::Recorded) => ("recorded", Ok(true)),
+        Ok(Added::Recorded) => {
+            tracing::info!(container = %key.container_id, address = %addr,
+                "run-time address back within the debounce (or already on the ENI): kept");
+            ("recorded", Ok(true))
+        }
         Ok(Added::Ignored(why)) => {
             tracing::info!(container = %key.container_id, address = %addr, why, "run-time address ignored");
             ("ignored", Ok(false))

@@ -101,11 +101,21 @@ fn a_record_is_due_only_for_the_documented_reasons() {
     let r = |phase, age| record("c1", &["198.18.1.5"], phase, age);
     assert_eq!(reason(&r(Phase::Assigned, 500), &alive, now, g), None);
     assert_eq!(
-        reason(&r(Phase::Assigned, 500), &live(&[]), now, g),
+        reason(&r(Phase::Assigned, 500), &live(&["agent-pod"]), now, g),
         Some(Reason::SandboxGone)
     );
     assert_eq!(
-        reason(&r(Phase::Assigned, 10), &live(&[]), now, g),
+        reason(&r(Phase::Assigned, 500), &live(&[]), now, g),
+        None,
+        "a runtime that lists nothing at all is restarting, not empty"
+    );
+    assert_eq!(
+        reason(&r(Phase::Releasing, 10), &live(&[]), now, g),
+        Some(Reason::HandedOff),
+        "a handed-off release needs no sandbox list"
+    );
+    assert_eq!(
+        reason(&r(Phase::Assigned, 10), &live(&["agent-pod"]), now, g),
         None,
         "grace protects a young ADD"
     );
@@ -139,6 +149,17 @@ fn a_pass_releases_dead_sandboxes_and_keeps_live_ones() {
 }
 
 #[test]
+fn a_runtime_that_lists_no_sandbox_at_all_loses_nobody_their_address() {
+    let node = Node::new();
+    node.put(&record("c1", &["198.18.1.50"], Phase::Assigned, 500));
+    let mut rec = Reconciler::new(settings(0, 20));
+    let report = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    assert!(report.released.is_empty(), "{:?}", report.released);
+    assert_eq!(node.aws.holds(ENI), vec![ip("198.18.1.50")]);
+    assert_eq!(node.store.all().unwrap().len(), 1);
+}
+
+#[test]
 fn a_pass_releases_at_most_the_cap_and_the_rest_later() {
     let node = Node::new();
     for i in 0..5 {
@@ -150,10 +171,22 @@ fn a_pass_releases_at_most_the_cap_and_the_rest_later() {
         ));
     }
     let mut rec = Reconciler::new(settings(0, 2));
-    let first = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    let first = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
     assert_eq!((first.released.len(), first.pending), (2, 3));
-    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
-    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
+    block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
     assert!(node.aws.holds(ENI).is_empty());
     assert!(node.store.all().unwrap().is_empty());
 }
@@ -177,15 +210,27 @@ fn throttling_stops_the_pass_and_halves_the_next_one() {
         },
     );
     let mut rec = Reconciler::new(settings(0, 4));
-    let first = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    let first = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
     assert!(first.throttled);
     assert!(
         first.released.is_empty(),
         "stopped at the first throttled call"
     );
-    let second = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    let second = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
     assert_eq!(second.released.len(), 2, "half the cap after throttling");
-    let third = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    let third = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
     assert_eq!(third.released.len(), 4, "the full cap once clean");
     assert!(node.aws.holds(ENI).is_empty());
 }
@@ -202,7 +247,11 @@ fn two_records_sharing_an_address_release_it_with_the_last_one() {
         vec![ip("198.18.1.5")],
         "b still holds it"
     );
-    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
     assert!(node.aws.holds(ENI).is_empty());
 }
 
@@ -217,7 +266,11 @@ fn two_dead_records_sharing_an_address_release_it_in_one_pass() {
         500,
     ));
     let mut rec = Reconciler::new(settings(0, 20));
-    let report = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    let report = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
     assert_eq!(report.released.len(), 2);
     assert!(node.aws.holds(ENI).is_empty(), "{:?}", node.aws.holds(ENI));
     assert!(node.store.all().unwrap().is_empty());

@@ -1,5 +1,5 @@
-//! The real agent binary as a test runs it: its flags, its stdout log collected line by line, its
-//! metrics port read from the "agent started" line; SIGKILLed on drop if still running.
+//! The real agent binary as a test (or the bench) runs it: its stdout log collected line by line,
+//! its metrics port read from the "agent started" line; SIGKILLed on drop if still running.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -13,13 +13,6 @@ pub struct AgentProc {
 }
 
 impl AgentProc {
-    /// Starts `aws-eni-ip agent ARGS` with `env`, and waits for it to serve metrics.
-    pub fn start(args: &[String], env: &[(&str, &str)]) -> AgentProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-eni-ip"));
-        cmd.arg("agent").args(args).envs(env.iter().copied());
-        AgentProc::spawn(cmd)
-    }
-
     /// Starts `cmd` (the agent, maybe behind `ip netns exec`) in a clean environment.
     pub fn spawn(mut cmd: Command) -> AgentProc {
         let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = cmd
@@ -57,6 +50,10 @@ impl AgentProc {
             .unwrap_or_else(|| panic!("no metrics= in {started}"))
             .to_string();
         agent
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     pub fn log(&self) -> String {

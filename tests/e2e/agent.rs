@@ -1,4 +1,5 @@
-//! The node agent in the real chain (the pod link from `E2E_LINK`): each simulated node runs
+//! The node agent in the real chain (on the host's pod link; the ipvlan VM run does not include
+//! these): each simulated node runs
 //! `aws-eni-ip agent` in its own namespace (its IMDS identity, its state dir, a fake CRI runtime of
 //! its own). Issue 12: a sandbox that vanishes without DEL loses its address. Issue 15: a VIP that
 //! an application adds in a pod (`ip addr add`) follows to the ENI of the node whose pod holds it,
@@ -141,9 +142,15 @@ fn eventually(what: &str, agents: &[&AgentProc], ok: impl FnMut() -> bool) {
     });
 }
 
-/// Longer than the debounce and a pass: what has not happened by then will not.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(DEBOUNCE_MS + 1200));
+/// The debounce, then two more passes of each running agent (its loop is sequential: a removal due
+/// before a pass began is done by the end of the next one): what has not happened by then will not.
+fn settle(cris: &[&FakeCri]) {
+    std::thread::sleep(Duration::from_millis(DEBOUNCE_MS));
+    let starts: Vec<u64> = cris.iter().map(|c| c.calls()).collect();
+    wait_until(SOON, || {
+        cris.iter().zip(&starts).all(|(c, s)| c.calls() >= s + 2)
+    })
+    .expect("the agents' passes");
 }
 
 #[test]
@@ -170,7 +177,7 @@ fn e2e_agent_releases_an_address_whose_sandbox_vanished_without_del() {
         "a live sandbox keeps its address"
     );
     // The runtime lost the sandbox and Multus never sends DEL.
-    cri.set(&[]);
+    cri.set(&["agent-pod"]);
     eventually("the address leaves the ENI", &[&agent], || {
         !lab.held(ENI_A).contains(&addr)
     });
@@ -203,13 +210,13 @@ fn e2e_vip_added_in_a_pod_follows_to_the_new_holder_and_stays_there() {
     eventually("A forgets it", &agents, || {
         !recorded(&p.a, "ctr-a").contains(&ip(VIP))
     });
-    settle();
+    settle(&[&p.cri_a, &p.cri_b]);
     assert!(
         holds(&p.lab, ENI_B) && !holds(&p.lab, ENI_A),
         "A's removal changed nothing on B"
     );
     p.a.del(&p.list_a, "ctr-a", &p.pod_a).ok();
-    settle();
+    settle(&[&p.cri_a, &p.cri_b]);
     assert!(holds(&p.lab, ENI_B), "A's DEL and reconcile leave it on B");
     assert!(recorded(&p.b, "ctr-b").contains(&ip(VIP)));
     p.b.del(&p.list_b, "ctr-b", &p.pod_b).ok();
@@ -239,13 +246,13 @@ fn e2e_vip_removed_before_the_peer_adds_it_converges_the_same_way() {
     eventually("A forgets it", &agents, || {
         !recorded(&p.a, "ctr-a").contains(&ip(VIP))
     });
-    settle();
+    settle(&[&p.cri_a, &p.cri_b]);
     assert!(
         holds(&p.lab, ENI_B) && !holds(&p.lab, ENI_A),
         "converged on B"
     );
     p.a.del(&p.list_a, "ctr-a", &p.pod_a).ok();
-    settle();
+    settle(&[&p.cri_a, &p.cri_b]);
     assert!(holds(&p.lab, ENI_B), "A's DEL leaves it on B");
     drop((agent_a, agent_b));
     p.lab.close();
@@ -257,8 +264,7 @@ fn e2e_agent_restart_syncs_a_vip_already_present() {
     let p = pair();
     // The VIP comes up while no agent runs (an agent upgrade, a restart).
     vip(&p.pod_a, "add");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!holds(&p.lab, ENI_A));
+    assert!(!holds(&p.lab, ENI_A), "only an agent puts it there");
     let agent_a = agent_in(&p.a, &p.cri_a);
     eventually("the running agent syncs it", &[&agent_a], || {
         holds(&p.lab, ENI_A)
@@ -296,7 +302,13 @@ fn e2e_vip_flap_within_the_debounce_makes_no_ec2_call() {
     vip(&p.pod_a, "del");
     std::thread::sleep(Duration::from_millis(100));
     vip(&p.pod_a, "add");
-    settle();
+    // Proof the agent saw the flap, so the unchanged counts below are its doing.
+    eventually("the agent keeps the VIP it saw return", &[&agent_a], || {
+        agent_a
+            .log()
+            .contains("run-time address back within the debounce")
+    });
+    settle(&[&p.cri_a]);
     let after = p.lab.calls();
     for action in [
         "AssignPrivateIpAddresses",
