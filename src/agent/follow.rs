@@ -2,6 +2,7 @@
 //! cost nothing. The follower only decides; the agent carries its actions out through
 //! `commands::follow` (ADD's and DEL's rules, under the same locks).
 
+use super::reconcile::Listing;
 use super::watch::{never_routed, AddressSource, AddressWatch};
 use crate::node::AddressChange;
 use crate::store::{Attachment, AttachmentKey, Phase};
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 /// What a watch reports to the agent's loop.
 #[derive(Debug)]
@@ -75,11 +76,13 @@ pub struct Follower<S> {
 }
 
 /// A record the follower should watch now.
-fn followed(r: &Attachment, live: Option<&HashSet<String>>) -> bool {
+/// A record committed after the last listing is followed at once: its sandbox may not be listed
+/// yet (the runtime lists it only once RunPodSandbox returns), and its VIP may come any moment.
+fn followed(r: &Attachment, live: Option<&Listing>) -> bool {
     r.follow.is_some()
         && r.phase == Phase::Assigned
         && r.netns.is_some()
-        && live.is_none_or(|l| l.contains(&r.container_id))
+        && live.is_none_or(|l| l.sandboxes.contains(&r.container_id) || r.committed_ms() >= l.at_ms)
 }
 
 impl<S: AddressSource> Follower<S> {
@@ -99,13 +102,13 @@ impl<S: AddressSource> Follower<S> {
     }
 
     /// Brings the watches in line with the records: one per followed attachment whose sandbox
-    /// lives (`live`: the runtime's last answer, `None` when unknown), none for the rest. A new
-    /// watch starts with what the pod has now, so an agent restart or a late record catches up.
+    /// lives or is newer than the runtime's last answer (`None` when unknown), none for the rest.
+    /// A new watch starts with what the pod has now, so an agent restart or a late record catches up.
     pub fn sync(
         &mut self,
         records: &[Attachment],
-        live: Option<&HashSet<String>>,
-        tx: &UnboundedSender<Event>,
+        live: Option<&Listing>,
+        tx: &Sender<Event>,
     ) -> Vec<Action> {
         let want: HashMap<AttachmentKey, &Attachment> = records
             .iter()
@@ -293,16 +296,17 @@ impl<S: AddressSource> Follower<S> {
 }
 
 /// Carries one watch's changes to the agent's loop until the watch ends.
-async fn forward<W: AddressWatch>(mut watch: W, key: AttachmentKey, tx: UnboundedSender<Event>) {
+/// A full queue holds this watch back (the kernel buffers its events meanwhile), never the loop.
+async fn forward<W: AddressWatch>(mut watch: W, key: AttachmentKey, tx: Sender<Event>) {
     loop {
         match watch.next().await {
             Ok(changes) => {
-                if tx.send(Event::Changes(key.clone(), changes)).is_err() {
+                if tx.send(Event::Changes(key.clone(), changes)).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
-                let _ = tx.send(Event::Lost(key, e.to_string()));
+                let _ = tx.send(Event::Lost(key, e.to_string())).await;
                 return;
             }
         }

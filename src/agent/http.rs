@@ -1,6 +1,6 @@
 //! One HTTP port for Prometheus and kubelet: `/metrics`, `/healthz` (the process answers) and
-//! `/readyz` (the runtime socket, IMDS and the state dir are usable). It runs on a thread of its
-//! own, so a reconcile pass waiting on a lock never fails a probe.
+//! `/readyz` (the runtime answers ListPodSandbox, IMDS and the state dir are usable). It runs on a
+//! thread of its own, so a reconcile pass waiting on a lock never fails a probe.
 
 use super::cri::CriRuntime;
 use super::metrics::{render, SharedMetrics};
@@ -24,38 +24,72 @@ pub trait Readiness {
     async fn checks(&self) -> Vec<Check>;
 }
 
+/// How long one IMDS answer stands for `/readyz`: a probe storm must not become an IMDS storm.
+pub const IMDS_CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The node's real dependencies.
 pub struct NodeReadiness {
     pub runtime: CriRuntime,
     pub metadata: AwsMetadata,
     pub node: NodeDir,
+    /// The agent's loop says how its last ListPodSandbox went.
+    pub metrics: SharedMetrics,
+    pub imds: std::cell::RefCell<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
-impl Readiness for NodeReadiness {
-    async fn checks(&self) -> Vec<Check> {
-        let runtime = self
-            .runtime
+impl NodeReadiness {
+    /// The runtime as the loop last saw it; before its first pass, whether the socket accepts.
+    fn runtime(&self) -> Result<(), String> {
+        let m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = &m.runtime_error {
+            return Err(if m.last_listing_unix_ms == 0 {
+                format!("{e} (never listed)")
+            } else {
+                format!(
+                    "{e} (last listed {} s ago)",
+                    crate::store::now_unix_ms().saturating_sub(m.last_listing_unix_ms) / 1000
+                )
+            });
+        }
+        if m.last_listing_unix_ms > 0 {
+            return Ok(());
+        }
+        drop(m);
+        self.runtime
             .socket()
             .map_err(|e| e.to_string())
             .and_then(|s| {
                 std::os::unix::net::UnixStream::connect(&s)
                     .map(|_| ())
                     .map_err(|e| format!("cannot connect to {}: {e}", s.display()))
-            });
-        let imds = self
+            })
+    }
+
+    async fn imds(&self) -> Result<(), String> {
+        if let Some((at, last)) = self.imds.borrow().as_ref() {
+            if at.elapsed() < IMDS_CHECK_TTL {
+                return last.clone();
+            }
+        }
+        let now = self
             .metadata
             .instance_id()
             .await
             .map(|_| ())
             .map_err(|e| e.to_string());
+        *self.imds.borrow_mut() = Some((std::time::Instant::now(), now.clone()));
+        now
+    }
+}
+
+impl Readiness for NodeReadiness {
+    async fn checks(&self) -> Vec<Check> {
+        let runtime = self.runtime();
+        let imds = self.imds().await;
         let state = Store::open(self.node.root(), self.node.clone())
             .and_then(|s| s.probe_writable())
             .map_err(|e| e.to_string());
-        vec![
-            ("runtime socket", runtime),
-            ("IMDS", imds),
-            ("state dir", state),
-        ]
+        vec![("runtime", runtime), ("IMDS", imds), ("state dir", state)]
     }
 }
 

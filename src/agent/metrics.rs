@@ -12,8 +12,12 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Default, Clone)]
 pub struct AgentMetrics {
     pub passes: u64,
-    /// Passes in which the runtime could not be asked: nothing was released.
+    /// Passes in which the runtime could not be asked: only hand-offs were finished.
     pub runtime_failures: u64,
+    /// Why the last ListPodSandbox failed; `None` after a successful one (or before any).
+    pub runtime_error: Option<String>,
+    /// When the runtime last answered ListPodSandbox (Unix ms); 0: never.
+    pub last_listing_unix_ms: u64,
     pub throttled_passes: u64,
     pub last_pass_unix: u64,
     /// Releases done, by reason (`handed_off`, `assigning_stuck`, `sandbox_gone`).
@@ -145,9 +149,26 @@ fn reconciler(o: &mut Out, m: &AgentMetrics) {
     o.family(
         "reconcile_runtime_failures_total",
         "counter",
-        "Passes in which the container runtime could not be asked (nothing was released).",
+        "Passes in which the container runtime could not be asked (only hand-offs were finished).",
     );
     o.sample("reconcile_runtime_failures_total", &[], m.runtime_failures);
+    o.family(
+        "runtime_reachable",
+        "gauge",
+        "1 while the container runtime answers ListPodSandbox; 0 while it does not (only hand-offs are finished, DEL hands nothing new over).",
+    );
+    let reachable = m.runtime_error.is_none() && m.last_listing_unix_ms > 0;
+    o.sample("runtime_reachable", &[], u64::from(reachable));
+    o.family(
+        "runtime_last_listing_timestamp_seconds",
+        "gauge",
+        "When the container runtime last answered ListPodSandbox (Unix time; 0: never).",
+    );
+    o.sample(
+        "runtime_last_listing_timestamp_seconds",
+        &[],
+        m.last_listing_unix_ms / 1000,
+    );
     o.family(
         "reconcile_throttled_passes_total",
         "counter",

@@ -91,18 +91,25 @@ fn start(config: AgentConfig) -> Result<(), String> {
     let runtime = CriRuntime {
         endpoint: config.runtime_endpoint.clone(),
     };
-    let probe = (runtime.clone(), config.aws.clone(), node.clone());
+    let probe = (
+        runtime.clone(),
+        config.aws.clone(),
+        node.clone(),
+        metrics.clone(),
+    );
     let bound = http::start(
         config.metrics_bind,
         metrics.clone(),
         node.clone(),
         move || {
-            let (runtime, aws, node) = probe;
+            let (runtime, aws, node, metrics) = probe;
             http::NodeReadiness {
                 runtime,
                 metadata: AwsMetadata::new(&aws, RetryPolicy::per_call(Duration::from_secs(2)))
                     .expect("checked at start"),
                 node,
+                metrics,
+                imds: Default::default(),
             }
         },
     )

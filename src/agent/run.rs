@@ -1,11 +1,13 @@
 //! The agent's loop: one task owns every decision, so two of its own operations never wait on each
-//! other's locks. It wakes for the interval (heartbeat, reconcile, drift), a record change
-//! (inotify), an address event, a debounce coming due, or the stop signal; idle, it sleeps.
+//! other's locks. It wakes for the interval (listing, heartbeat, reconcile plan, drift), a record
+//! change (inotify), an address event, a debounce coming due, a planned release, or the stop
+//! signal; idle, it sleeps. The select is fair: a storm of address events cannot starve the
+//! passes, and a pass's releases go one per turn, so an event waits for at most one EC2 call.
 
 use super::cri::Liveness;
 use super::follow::{Action, Event, Follower};
 use super::metrics::SharedMetrics;
-use super::reconcile::Reconciler;
+use super::reconcile::{Due, Listing, Reconciler, Step};
 use super::records::{NodeRecords, RecordWatcher};
 use super::watch::AddressSource;
 use crate::cloud::{Aws, Ec2, Metadata};
@@ -13,11 +15,14 @@ use crate::commands::drift::drift;
 use crate::commands::eni::ec2_for;
 use crate::commands::follow::{address_added, address_removed, address_returned, Added, Removed};
 use crate::store::{now_unix, AttachmentKey, NodeDir, Phase};
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{channel, Sender};
+
+/// Address events waiting for the loop; a full queue holds the watches back, not the loop.
+pub const EVENT_QUEUE: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
@@ -36,8 +41,10 @@ pub struct Agent<A, L, S> {
     pub reconciler: Reconciler,
     pub metrics: SharedMetrics,
     pub settings: LoopSettings,
-    /// The runtime's last answer; `None` until it answers (watches then follow every record).
-    live: Option<HashSet<String>>,
+    /// The runtime's last successful answer; `None` until it answers (watches then follow every record).
+    live: Option<Listing>,
+    /// The releases this pass decided on and has not yet done, one per turn of the loop.
+    releases: VecDeque<Due>,
     records: NodeRecords,
     last_drift: Option<Instant>,
     /// Addresses per ENI of this instance's type, once known: it never changes while we run.
@@ -64,6 +71,7 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
             metrics,
             settings,
             live: None,
+            releases: VecDeque::new(),
             records: NodeRecords::default(),
             last_drift: None,
             eni_limit: None,
@@ -73,19 +81,21 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
     /// Runs until `stop` completes; a clean stop removes the heartbeat, so DEL stops handing over.
     pub async fn run(mut self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
         let watcher = RecordWatcher::new()?;
-        let (tx, mut rx) = unbounded_channel();
+        let (tx, mut rx) = channel(EVENT_QUEUE);
         let mut ticker = tokio::time::interval(self.settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
         loop {
             let due = self.follower.next_due();
+            // Unbiased: tokio picks among the ready branches at random, so none starves the rest.
             tokio::select! {
-                biased;
                 () = &mut stop => break,
+                _ = ticker.tick() => self.tick(&watcher, &tx).await,
                 Some(event) = rx.recv() => {
                     let actions = self.follower.on_event(event);
                     self.act(actions).await;
                 }
+                () = std::future::ready(()), if !self.releases.is_empty() => self.release_next().await,
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
                     let actions = self.follower.take_due(Instant::now());
                     self.act(actions).await;
@@ -96,7 +106,6 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
                     }
                     self.resync(&watcher, &tx).await;
                 }
-                _ = ticker.tick() => self.tick(&watcher, &tx).await,
             }
         }
         self.node.clear_heartbeat();
@@ -104,32 +113,49 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
         Ok(())
     }
 
-    async fn tick(&mut self, watcher: &RecordWatcher, tx: &UnboundedSender<Event>) {
-        if let Err(e) = self.node.write_heartbeat(self.settings.interval) {
+    async fn tick(&mut self, watcher: &RecordWatcher, tx: &Sender<Event>) {
+        let asked_at = crate::store::now_unix_ms();
+        let listing = match self.liveness.sandboxes().await {
+            Ok(sandboxes) => Some(Listing {
+                at_ms: asked_at,
+                sandboxes,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the runtime which sandboxes live: only hand-offs are finished, and DEL hands nothing new over");
+                let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                m.runtime_failures += 1;
+                m.runtime_error = Some(e.to_string());
+                None
+            }
+        };
+        if let Some(l) = &listing {
+            let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            m.runtime_error = None;
+            m.last_listing_unix_ms = l.at_ms;
+            drop(m);
+            self.live = Some(l.clone());
+        }
+        let records = NodeRecords::read(&self.node);
+        let dirs: Vec<std::path::PathBuf> = records
+            .stores
+            .iter()
+            .map(|s| s.root().to_path_buf())
+            .collect();
+        let listed = self.live.as_ref().map(|l| l.at_ms);
+        if let Err(e) = self
+            .node
+            .write_heartbeat(self.settings.interval, listed, &dirs)
+        {
             tracing::warn!(error = %e, "cannot write the heartbeat: DEL will not hand releases over");
         }
-        match self.liveness.sandboxes().await {
-            Ok(live) => {
-                let stores = NodeRecords::read(&self.node).stores;
-                let report = self.reconciler.pass(&stores, &self.aws, &live).await;
-                let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-                m.passes += 1;
-                m.last_pass_unix = now_unix();
-                m.throttled_passes += u64::from(report.throttled);
-                m.release_failures += report.failed as u64;
-                m.pending_releases = report.pending as u64;
-                for (why, _) in &report.released {
-                    *m.releases.entry(why.as_str()).or_default() += 1;
-                }
-                drop(m);
-                self.live = Some(live);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot ask the runtime which sandboxes live: nothing released this pass");
-                let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-                m.passes += 1;
-                m.runtime_failures += 1;
-            }
+        // A new plan replaces what the last pass left undone: it is decided from newer facts.
+        let (due, report) = self.reconciler.plan(&records.stores, listing);
+        self.releases = due.into();
+        {
+            let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            m.passes += 1;
+            m.last_pass_unix = now_unix();
+            m.pending_releases = report.pending as u64;
         }
         let retries = self.follower.take_retries();
         self.act(retries).await;
@@ -144,8 +170,33 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
         }
     }
 
+    /// One planned release, through DEL's path; throttling leaves the rest to the next pass.
+    async fn release_next(&mut self) {
+        let Some(due) = self.releases.pop_front() else {
+            return;
+        };
+        let stores = NodeRecords::read_stores(&self.node);
+        let Some(store) = stores.iter().find(|s| s.root() == due.state_dir) else {
+            return;
+        };
+        let step = self.reconciler.release(store, &self.aws, &due).await;
+        let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        match step {
+            Step::Released => {
+                *m.releases.entry(due.reason.as_str()).or_default() += 1;
+                m.pending_releases = m.pending_releases.saturating_sub(1);
+            }
+            Step::Skipped => {}
+            Step::Failed => m.release_failures += 1,
+            Step::Throttled => {
+                m.throttled_passes += 1;
+                self.releases.clear();
+            }
+        }
+    }
+
     /// Reads the records again, watches what is new, and starts following new attachments.
-    async fn resync(&mut self, watcher: &RecordWatcher, tx: &UnboundedSender<Event>) {
+    async fn resync(&mut self, watcher: &RecordWatcher, tx: &Sender<Event>) {
         self.records = NodeRecords::read(&self.node);
         watcher.watch(&self.records.dirs(&self.node));
         let actions = self

@@ -3,12 +3,14 @@
 
 use super::follow::{Action, Event, Follower};
 use super::metrics::{render, AgentMetrics};
-use super::reconcile::{reason, Reason, ReconcileSettings, Reconciler};
+use super::reconcile::{reason, Listing, Reason, ReconcileSettings, Reconciler};
 use super::watch::{AddressSource, AddressWatch};
 use crate::cloud::CloudError;
 use crate::commands::tests::fake::{FakeAws, ENI, MAC};
 use crate::node::{AddressChange, HostError};
-use crate::store::{now_unix, Attachment, Follow, NodeDir, Phase, PluginCounters, Store};
+use crate::store::{
+    now_unix, now_unix_ms, Attachment, Follow, NodeDir, Phase, PluginCounters, Store,
+};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
@@ -34,6 +36,8 @@ fn record(container: &str, addrs: &[&str], phase: Phase, age_secs: u64) -> Attac
         adopted: Vec::new(),
         follow: None,
         release_error: None,
+        committed_unix_ms: None,
+        eni_before: None,
         by_ipam: false,
     }
 }
@@ -93,41 +97,198 @@ fn settings(grace: u64, max: usize) -> ReconcileSettings {
     }
 }
 
+fn listing(ids: &[&str], at_ms: u64) -> Listing {
+    Listing {
+        at_ms,
+        sandboxes: live(ids),
+    }
+}
+
+/// Two passes a few ms apart: a missing sandbox counts after the second listing that lacks it.
+fn settle(rec: &mut Reconciler, node: &Node, ids: &[&str]) -> super::reconcile::PassReport {
+    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(ids)));
+    std::thread::sleep(Duration::from_millis(3));
+    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(ids)))
+}
+
 #[test]
 fn a_record_is_due_only_for_the_documented_reasons() {
     let g = Duration::from_secs(120);
     let now = now_unix();
-    let alive = live(&["c1"]);
+    let at = now_unix_ms();
+    let alive = listing(&["c1"], at);
+    let others = listing(&["agent-pod"], at);
     let r = |phase, age| record("c1", &["198.18.1.5"], phase, age);
-    assert_eq!(reason(&r(Phase::Assigned, 500), &alive, now, g), None);
+    let seen_missing = Some(at - 60_000);
     assert_eq!(
-        reason(&r(Phase::Assigned, 500), &live(&["agent-pod"]), now, g),
+        reason(&r(Phase::Assigned, 500), Some(&alive), None, now, g),
+        None
+    );
+    assert_eq!(
+        reason(
+            &r(Phase::Assigned, 500),
+            Some(&others),
+            seen_missing,
+            now,
+            g
+        ),
         Some(Reason::SandboxGone)
     );
     assert_eq!(
-        reason(&r(Phase::Assigned, 500), &live(&[]), now, g),
+        reason(&r(Phase::Assigned, 500), Some(&others), None, now, g),
+        None,
+        "one listing without it is not enough"
+    );
+    assert_eq!(
+        reason(
+            &r(Phase::Assigned, 500),
+            Some(&listing(&[], at)),
+            seen_missing,
+            now,
+            g
+        ),
         None,
         "a runtime that lists nothing at all is restarting, not empty"
     );
     assert_eq!(
-        reason(&r(Phase::Releasing, 10), &live(&[]), now, g),
+        reason(&r(Phase::Assigned, 500), None, seen_missing, now, g),
+        None,
+        "no listing, no sandbox is gone"
+    );
+    assert_eq!(
+        reason(&r(Phase::Releasing, 10), None, None, now, g),
         Some(Reason::HandedOff),
         "a handed-off release needs no sandbox list"
     );
     assert_eq!(
-        reason(&r(Phase::Assigned, 10), &live(&["agent-pod"]), now, g),
+        reason(
+            &r(Phase::Assigned, 10),
+            Some(&others),
+            Some(at - 5_000),
+            now,
+            g
+        ),
         None,
         "grace protects a young ADD"
     );
-    assert_eq!(reason(&r(Phase::Assigning, 10), &alive, now, g), None);
     assert_eq!(
-        reason(&r(Phase::Assigning, 500), &alive, now, g),
+        reason(&r(Phase::Assigning, 10), Some(&alive), None, now, g),
+        None
+    );
+    assert_eq!(
+        reason(&r(Phase::Assigning, 500), Some(&alive), None, now, g),
         Some(Reason::StuckAssigning)
     );
     assert_eq!(
-        reason(&r(Phase::Releasing, 0), &alive, now, g),
+        reason(&r(Phase::Releasing, 0), Some(&alive), None, now, g),
         Some(Reason::HandedOff)
     );
+}
+
+#[test]
+fn the_grace_runs_from_the_commit_not_from_the_write_ahead_record() {
+    // A throttled ADD: its write-ahead record is 8.5 s old when it commits, the grace is 3 s.
+    let g = Duration::from_secs(3);
+    let committed = now_unix_ms();
+    let mut r = record("slow", &["198.18.1.5"], Phase::Assigned, 9);
+    r.committed_unix_ms = Some(committed);
+    let now = now_unix();
+    let missing = |at| listing(&["agent-pod"], at);
+    // Right after the commit the runtime has not listed the sandbox yet (RunPodSandbox runs on).
+    assert_eq!(
+        reason(
+            &r,
+            Some(&missing(committed + 1_000)),
+            Some(committed + 10),
+            now,
+            g
+        ),
+        None,
+        "within the grace after the commit"
+    );
+    assert_eq!(
+        reason(
+            &r,
+            Some(&missing(committed + 5_000)),
+            Some(committed - 100),
+            now,
+            g
+        ),
+        None,
+        "a listing from before the commit does not count"
+    );
+    assert_eq!(
+        reason(
+            &r,
+            Some(&missing(committed + 3_000)),
+            Some(committed + 3_000),
+            now,
+            g
+        ),
+        None,
+        "one listing, counted once"
+    );
+    assert_eq!(
+        reason(
+            &r,
+            Some(&missing(committed + 3_000)),
+            Some(committed + 10),
+            now,
+            g
+        ),
+        Some(Reason::SandboxGone)
+    );
+}
+
+#[test]
+fn a_pass_keeps_a_pod_committed_within_the_grace_whatever_its_write_ahead_age() {
+    let node = Node::new();
+    let mut slow = record("slow", &["198.18.1.5"], Phase::Assigned, 600);
+    slow.committed_unix_ms = Some(now_unix_ms());
+    node.put(&slow);
+    let mut rec = Reconciler::new(settings(3, 20));
+    let report = settle(&mut rec, &node, &["agent-pod"]);
+    assert!(report.released.is_empty(), "{:?}", report.released);
+    assert_eq!(node.aws.holds(ENI), vec![ip("198.18.1.5")]);
+}
+
+#[test]
+fn while_the_runtime_cannot_be_asked_only_hand_offs_are_finished() {
+    let node = Node::new();
+    node.put(&record("dead", &["198.18.1.6"], Phase::Assigned, 500));
+    let mut rec = Reconciler::new(settings(0, 20));
+    block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
+    // The runtime goes away; a DEL had handed a release over just before.
+    node.put(&record("handed", &["198.18.1.5"], Phase::Releasing, 500));
+    std::thread::sleep(Duration::from_millis(3));
+    let report = block(rec.pass_with(std::slice::from_ref(&node.store), &node.aws, None));
+    assert_eq!(
+        report
+            .released
+            .iter()
+            .map(|(why, _)| *why)
+            .collect::<Vec<_>>(),
+        vec![Reason::HandedOff]
+    );
+    assert_eq!(node.aws.holds(ENI), vec![ip("198.18.1.6")]);
+    // Absences seen before the outage start over after it: one listing is not enough.
+    let after = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
+    assert!(after.released.is_empty());
+    std::thread::sleep(Duration::from_millis(3));
+    let again = block(rec.pass(
+        std::slice::from_ref(&node.store),
+        &node.aws,
+        &live(&["agent-pod"]),
+    ));
+    assert_eq!(again.released.len(), 1);
 }
 
 #[test]
@@ -136,11 +297,7 @@ fn a_pass_releases_dead_sandboxes_and_keeps_live_ones() {
     node.put(&record("alive", &["198.18.1.5"], Phase::Assigned, 500));
     node.put(&record("dead", &["198.18.1.6"], Phase::Assigned, 500));
     let mut rec = Reconciler::new(settings(120, 20));
-    let report = block(rec.pass(
-        std::slice::from_ref(&node.store),
-        &node.aws,
-        &live(&["alive"]),
-    ));
+    let report = settle(&mut rec, &node, &["alive"]);
     assert_eq!(report.released.len(), 1);
     assert_eq!(report.released[0].0, Reason::SandboxGone);
     assert_eq!(node.aws.holds(ENI), vec![ip("198.18.1.5")]);
@@ -153,7 +310,7 @@ fn a_runtime_that_lists_no_sandbox_at_all_loses_nobody_their_address() {
     let node = Node::new();
     node.put(&record("c1", &["198.18.1.50"], Phase::Assigned, 500));
     let mut rec = Reconciler::new(settings(0, 20));
-    let report = block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&[])));
+    let report = settle(&mut rec, &node, &[]);
     assert!(report.released.is_empty(), "{:?}", report.released);
     assert_eq!(node.aws.holds(ENI), vec![ip("198.18.1.50")]);
     assert_eq!(node.store.all().unwrap().len(), 1);
@@ -171,11 +328,7 @@ fn a_pass_releases_at_most_the_cap_and_the_rest_later() {
         ));
     }
     let mut rec = Reconciler::new(settings(0, 2));
-    let first = block(rec.pass(
-        std::slice::from_ref(&node.store),
-        &node.aws,
-        &live(&["agent-pod"]),
-    ));
+    let first = settle(&mut rec, &node, &["agent-pod"]);
     assert_eq!((first.released.len(), first.pending), (2, 3));
     block(rec.pass(
         std::slice::from_ref(&node.store),
@@ -210,11 +363,7 @@ fn throttling_stops_the_pass_and_halves_the_next_one() {
         },
     );
     let mut rec = Reconciler::new(settings(0, 4));
-    let first = block(rec.pass(
-        std::slice::from_ref(&node.store),
-        &node.aws,
-        &live(&["agent-pod"]),
-    ));
+    let first = settle(&mut rec, &node, &["agent-pod"]);
     assert!(first.throttled);
     assert!(
         first.released.is_empty(),
@@ -241,17 +390,13 @@ fn two_records_sharing_an_address_release_it_with_the_last_one() {
     node.put(&record("a", &["198.18.1.5"], Phase::Assigned, 500));
     node.put(&record("b", &["198.18.1.5"], Phase::Assigned, 500));
     let mut rec = Reconciler::new(settings(0, 20));
-    block(rec.pass(std::slice::from_ref(&node.store), &node.aws, &live(&["b"])));
+    settle(&mut rec, &node, &["b"]);
     assert_eq!(
         node.aws.holds(ENI),
         vec![ip("198.18.1.5")],
         "b still holds it"
     );
-    block(rec.pass(
-        std::slice::from_ref(&node.store),
-        &node.aws,
-        &live(&["agent-pod"]),
-    ));
+    settle(&mut rec, &node, &["agent-pod"]);
     assert!(node.aws.holds(ENI).is_empty());
 }
 
@@ -266,11 +411,7 @@ fn two_dead_records_sharing_an_address_release_it_in_one_pass() {
         500,
     ));
     let mut rec = Reconciler::new(settings(0, 20));
-    let report = block(rec.pass(
-        std::slice::from_ref(&node.store),
-        &node.aws,
-        &live(&["agent-pod"]),
-    ));
+    let report = settle(&mut rec, &node, &["agent-pod"]);
     assert_eq!(report.released.len(), 2);
     assert!(node.aws.holds(ENI).is_empty(), "{:?}", node.aws.holds(ENI));
     assert!(node.store.all().unwrap().is_empty());
@@ -329,9 +470,13 @@ fn sync_catches_up_with_what_the_pod_has_and_lost_what_it_lost() {
             .into(),
         );
         let mut f = Follower::new(source, Duration::from_secs(2));
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let (tx, _rx) = tokio::sync::mpsc::channel::<Event>(8);
         let r = follow_record("c1", &["198.18.1.5", "198.18.1.60"], &["198.18.1.60"]);
-        let actions = f.sync(std::slice::from_ref(&r), Some(&live(&["c1"])), &tx);
+        let actions = f.sync(
+            std::slice::from_ref(&r),
+            Some(&listing(&["c1"], now_unix_ms())),
+            &tx,
+        );
         assert_eq!(
             actions,
             vec![Action::Add {
@@ -346,8 +491,31 @@ fn sync_catches_up_with_what_the_pod_has_and_lost_what_it_lost() {
         );
         assert_eq!(f.watched(), 1);
         // The sandbox died: its watch goes, and so does the pending removal.
-        f.sync(std::slice::from_ref(&r), Some(&live(&[])), &tx);
+        f.sync(
+            std::slice::from_ref(&r),
+            Some(&listing(&[], now_unix_ms())),
+            &tx,
+        );
         assert_eq!((f.watched(), f.next_due()), (0, None));
+    });
+}
+
+#[test]
+fn a_pod_committed_after_the_last_listing_is_followed_at_once() {
+    in_local_set(|| {
+        let pod = "/var/run/netns/new";
+        let source = FakeSource([(pod.to_string(), vec![ip("198.18.1.5")])].into());
+        let mut f = Follower::new(source, Duration::from_secs(2));
+        let (tx, _rx) = tokio::sync::mpsc::channel::<Event>(8);
+        let last_pass = listing(&["agent-pod"], now_unix_ms() - 30_000);
+        let mut r = follow_record("new", &["198.18.1.5"], &[]);
+        r.committed_unix_ms = Some(now_unix_ms());
+        f.sync(std::slice::from_ref(&r), Some(&last_pass), &tx);
+        assert_eq!(f.watched(), 1, "not listed yet, but newer than the listing");
+        // Once a listing after its commit lacks it, the sandbox is gone: the watch goes.
+        let later = listing(&["agent-pod"], now_unix_ms() + 1);
+        f.sync(std::slice::from_ref(&r), Some(&later), &tx);
+        assert_eq!(f.watched(), 0);
     });
 }
 
@@ -358,7 +526,7 @@ fn a_flap_within_the_debounce_cancels_the_removal_and_only_confirms() {
         let source =
             FakeSource([(pod.to_string(), vec![ip("198.18.1.5"), ip("198.18.1.50")])].into());
         let mut f = Follower::new(source, Duration::from_millis(200));
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let (tx, _rx) = tokio::sync::mpsc::channel::<Event>(8);
         let r = follow_record("c1", &["198.18.1.5", "198.18.1.50"], &["198.18.1.50"]);
         assert!(f.sync(std::slice::from_ref(&r), None, &tx).is_empty());
         let vip = ip("198.18.1.50");
@@ -471,6 +639,8 @@ fn a_heartbeat_is_fresh_for_three_intervals() {
         pid: 1,
         unix_ms: 1_000_000,
         interval_ms: 60_000,
+        listed_unix_ms: Some(1_000_000),
+        state_dirs: Vec::new(),
     };
     assert!(beat.is_fresh(1_000_000 + 179_000));
     assert!(!beat.is_fresh(1_000_000 + 181_000));

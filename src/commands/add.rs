@@ -2,14 +2,16 @@
 //! write-ahead record → assign (one call per family in the common case) → record → prevResult out.
 
 use super::assign::{assign_addresses, Assignment};
-use super::eni::{batched_ec2, checked_eni, find_master};
+use super::eni::{batched_ec2, checked_eni, ec2_for, find_master};
+use super::errors::from_cloud;
 use super::release::release_locked;
+use super::safety::is_adopted;
 use super::{Ctx, Summary};
-use crate::cloud::Aws;
+use crate::cloud::{Aws, Ec2, Metadata};
 use crate::cni::{CniError, ErrorCode};
 use crate::node::Host;
 use crate::node::MasterLink;
-use crate::store::{now_unix, Attachment, CachedEni, Follow, Phase};
+use crate::store::{now_unix, now_unix_ms, Attachment, CachedEni, Follow, Phase, Store};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -116,6 +118,8 @@ pub async fn attach<A: Aws, H: Host>(
             added: Vec::new(),
         }),
         release_error: None,
+        committed_unix_ms: None,
+        eni_before: None,
     };
     // A repeated ADD keeps what the earlier one recorded, so DEL releases it all.
     if let Some(old) = &previous {
@@ -127,6 +131,13 @@ pub async fn attach<A: Aws, H: Host>(
         record.adopted = old.adopted.clone();
         if let (Some(f), Some(old_f)) = (record.follow.as_mut(), old.follow.as_ref()) {
             f.added = old_f.added.clone();
+        }
+    }
+    // Adopted before the write-ahead record: even a failed ADD's record never claims them.
+    let found = on_eni_already(ctx.aws, store, &record, previous.as_ref(), addrs).await?;
+    for a in &found {
+        if !record.adopted.contains(a) {
+            record.adopted.push(*a);
         }
     }
     crate::crash::point("add:before-record");
@@ -141,7 +152,12 @@ pub async fn attach<A: Aws, H: Host>(
         previous: previous.as_ref(),
         deadline: ctx.deadline,
     };
-    let assigned = match assign_addresses(&assignment, &ec2, addrs).await {
+    let to_assign: Vec<IpAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| !found.contains(a))
+        .collect();
+    let assigned = match assign_addresses(&assignment, &ec2, &to_assign).await {
         Ok(a) => a,
         // The kept record lets DEL finish the job.
         Err(f) if f.keep_record => return Err(f.error),
@@ -155,6 +171,7 @@ pub async fn attach<A: Aws, H: Host>(
     };
     crate::crash::point("add:after-ec2");
     record.phase = Phase::Assigned;
+    record.committed_unix_ms = Some(now_unix_ms());
     if assigned.adopted.is_empty() {
         store.update(&record)?;
     } else {
@@ -167,10 +184,11 @@ pub async fn attach<A: Aws, H: Host>(
     if !assigned.moved.is_empty() {
         note.push_str(&format!("; moved {}", assigned.moved.join(", ")));
     }
-    if !assigned.adopted.is_empty() {
+    let adopted: Vec<IpAddr> = found.iter().chain(&assigned.adopted).copied().collect();
+    if !adopted.is_empty() {
         note.push_str(&format!(
             "; adopted {} (already on the ENI: never released)",
-            super::list(&assigned.adopted)
+            super::list(&adopted)
         ));
     }
     Ok(Summary {
@@ -179,4 +197,43 @@ pub async fn attach<A: Aws, H: Host>(
         note,
         ..Summary::default()
     })
+}
+
+/// Which of `addrs` the ENI already holds for someone else, decided from the ENI's own listing and
+/// never from whether EC2 accepts a re-assign (undocumented). IMDS is asked first (local, no EC2
+/// call); an address it lists is confirmed by a describe, since IMDS lags behind a removal. The
+/// caller holds the addresses' locks, so no record of this node can come or go meanwhile.
+async fn on_eni_already<A: Aws>(
+    aws: &A,
+    store: &Store,
+    record: &Attachment,
+    previous: Option<&Attachment>,
+    addrs: &[IpAddr],
+) -> Result<Vec<IpAddr>, CniError> {
+    let eni = record.eni_id.as_str();
+    let listed = match aws.metadata().eni_addresses(&record.mac).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(eni, error = %e, "IMDS does not list the ENI's addresses: EC2 decides");
+            addrs.to_vec()
+        }
+    };
+    let candidates: Vec<IpAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| listed.contains(a))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let view = ec2_for(aws, eni)
+        .await?
+        .describe_eni(eni)
+        .await
+        .map_err(|e| from_cloud(&e, &format!("list the addresses {eni} holds")))?;
+    let records = store.all_on_node()?;
+    Ok(candidates
+        .into_iter()
+        .filter(|a| view.holds(*a) && is_adopted(record, previous, &records, *a))
+        .collect())
 }

@@ -45,13 +45,13 @@ fn hand_off<A, H>(
     mut record: Attachment,
     error: CniError,
 ) -> Result<Summary, CniError> {
-    if !ctx.store.node().agent_alive() {
+    if let Err(why) = ctx.store.node().hand_off_to_agent(ctx.store.root()) {
         let details = match error.details.as_str() {
             "" => String::new(),
             d => format!("{d}; "),
         };
         return Err(error.with_details(format!(
-            "{details}the pod's other plugins get no DEL until this succeeds; an aws-eni-ip agent on this node would retry the release and let DEL succeed"
+            "{details}the pod's other plugins get no DEL until this succeeds, and it is not handed over: {why}"
         )));
     }
     record.phase = Phase::Releasing;

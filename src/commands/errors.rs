@@ -78,6 +78,10 @@ impl From<StoreError> for CniError {
                 ErrorCode::TryAgainLater,
                 "another plugin process on this node holds it (a slow EC2 call for the same address); the runtime's retry completes the operation",
             ),
+            StoreError::BadKey { .. } => (
+                ErrorCode::InvalidConfig,
+                "network names, container ids and interface names may not contain '/', '\\' or NUL, nor be '.' or '..'",
+            ),
         };
         CniError::new(code, e.to_string()).with_details(details)
     }

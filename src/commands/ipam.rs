@@ -140,6 +140,8 @@ async fn chosen_by_ec2<A: Aws, H: Host>(
         by_ipam: true,
         follow: None,
         release_error: None,
+        committed_unix_ms: None,
+        eni_before: None,
     };
     crate::crash::point("add:before-record");
     store.put(&record)?;
@@ -180,6 +182,7 @@ async fn chosen_by_ec2<A: Aws, H: Host>(
     }
     crate::crash::point("add:after-ec2");
     record.phase = Phase::Assigned;
+    record.committed_unix_ms = Some(crate::store::now_unix_ms());
     store.put(&record)?;
     crate::crash::point("add:after-record");
     Ok(Summary {

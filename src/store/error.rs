@@ -17,6 +17,14 @@ pub enum StoreError {
     /// Another plugin process held the lock until the command's deadline.
     #[error("timed out waiting for lock {}", path.display())]
     LockTimeout { path: PathBuf },
+    /// A record key that would name a path outside its network's directory.
+    #[error("refusing record key {network}/{container_id}:{ifname}: {reason}")]
+    BadKey {
+        network: String,
+        container_id: String,
+        ifname: String,
+        reason: String,
+    },
 }
 
 impl StoreError {

@@ -66,9 +66,15 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 
 /// `None` when the file does not exist; a parse failure is an error naming the file.
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_capped(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
         Err(e) => return Err(StoreError::io("read", path, e)),
     };
     serde_json::from_slice(&bytes)
@@ -77,6 +83,48 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, S
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
+}
+
+/// No state file of ours is larger; a bigger one is not ours, and is not read into memory.
+pub(crate) const MAX_STATE_FILE: u64 = 1 << 20;
+
+/// Reads a state file that anyone with root on the node could have replaced: never blocks on a
+/// FIFO or device (O_NONBLOCK), never follows a symlink, reads only regular files of sane size.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a symlink, not a file the plugin wrote",
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_STATE_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} bytes, over the {MAX_STATE_FILE}-byte cap", meta.len()),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_STATE_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_STATE_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("grew over the {MAX_STATE_FILE}-byte cap while read"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Whether a write must survive a node crash (fsync, ~10 ms) or only a process crash.

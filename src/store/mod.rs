@@ -24,7 +24,7 @@ mod node;
 mod record;
 mod spool;
 
-pub use agent::{Heartbeat, HEARTBEAT_MISSES};
+pub use agent::{Heartbeat, NoHandOff, HEARTBEAT_MISSES};
 pub use budget::{BudgetLimits, BudgetState, NodeBudget, NodeSettings};
 pub use cache::{CachedEni, RegionFile};
 pub use counters::{Ec2Count, OperationCount, PluginCounters};
@@ -86,11 +86,18 @@ impl Store {
         &self.node
     }
 
-    fn record_path(&self, key: &AttachmentKey) -> PathBuf {
-        self.root
+    fn record_path(&self, key: &AttachmentKey) -> Result<PathBuf, StoreError> {
+        key.check().map_err(|reason| StoreError::BadKey {
+            network: key.network.clone(),
+            container_id: key.container_id.clone(),
+            ifname: key.ifname.clone(),
+            reason,
+        })?;
+        Ok(self
+            .root
             .join("attachments")
             .join(&key.network)
-            .join(format!("{}:{}.json", key.container_id, key.ifname))
+            .join(format!("{}:{}.json", key.container_id, key.ifname)))
     }
 
     fn eni_cache_path(&self, mac: &str) -> PathBuf {
@@ -150,7 +157,7 @@ impl Store {
     /// The record of `key`. One that cannot be read falls back to its last durable version, or is
     /// quarantined (moved aside, logged) and reads as absent, so it blocks no DEL.
     pub fn get(&self, key: &AttachmentKey) -> Result<Option<Attachment>, StoreError> {
-        Ok(self.read_record(&self.record_path(key)))
+        Ok(self.read_record(&self.record_path(key)?))
     }
 
     /// Writes a record so that it survives a node crash: it is what lets DEL release an address.
@@ -174,7 +181,7 @@ impl Store {
     }
 
     fn prepare(&self, record: &Attachment) -> Result<PathBuf, StoreError> {
-        let path = self.record_path(&record.key());
+        let path = self.record_path(&record.key())?;
         if let Some(dir) = path.parent() {
             fs::create_private_dir(dir)?;
         }
@@ -182,7 +189,7 @@ impl Store {
     }
 
     pub fn remove(&self, key: &AttachmentKey) -> Result<(), StoreError> {
-        let path = self.record_path(key);
+        let path = self.record_path(key)?;
         for p in [wal_path(&path), path] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
@@ -228,7 +235,7 @@ impl Store {
             for network in fs::list_dir(&dir.join("attachments"))? {
                 for file in fs::list_dir(&network)? {
                     if file.extension().and_then(|e| e.to_str()) == Some("json") {
-                        if let Ok(Some(r)) = read_json::<Attachment>(&file) {
+                        if let Ok(Some(r)) = read_record_at(&file) {
                             out.push(r);
                         }
                     }
@@ -258,11 +265,11 @@ impl Store {
     }
 
     fn read_record(&self, path: &Path) -> Option<Attachment> {
-        let err = match read_json::<Attachment>(path) {
+        let err = match read_record_at(path) {
             Ok(r) => return r,
             Err(e) => e,
         };
-        if let Ok(Some(r)) = read_json::<Attachment>(&wal_path(path)) {
+        if let Ok(Some(r)) = read_record_at(&wal_path(path)) {
             tracing::warn!(file = %path.display(), error = %err, "record unreadable; using its last durable version");
             return Some(r);
         }
@@ -305,6 +312,37 @@ pub fn releasable_among(record: &Attachment, node_records: &[Attachment]) -> Vec
                 .any(|o| o.key() != key && o.eni_id == record.eni_id && o.addresses.contains(addr))
         })
         .collect()
+}
+
+/// A record is trusted only where it lies: its key must be valid and name the file it was read
+/// from (`<network>/<container>:<ifname>.json`, or its `.wal`).
+fn read_record_at(path: &Path) -> Result<Option<Attachment>, StoreError> {
+    let Some(record) = read_json::<Attachment>(path)? else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let key = record.key();
+    key.check().map_err(corrupt)?;
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    let network = path
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned());
+    let named = format!("{}:{}.json", key.container_id, key.ifname);
+    let matches = network.as_deref() == Some(key.network.as_str())
+        && file
+            .as_deref()
+            .is_some_and(|f| f == named || f == format!("{named}.wal"));
+    if !matches {
+        return Err(corrupt(format!(
+            "it names attachment {}/{}:{}, not the file it is in",
+            key.network, key.container_id, key.ifname
+        )));
+    }
+    Ok(Some(record))
 }
 
 fn wal_path(record: &Path) -> PathBuf {

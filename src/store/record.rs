@@ -70,9 +70,54 @@ pub struct Attachment {
     /// Why DEL handed the release to the agent (phase `releasing`), for operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_error: Option<String>,
+    /// When ADD committed (phase `assigned`): the agent's grace runs from here, not from the
+    /// write-ahead record, since a throttled ADD may take longer than the grace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_unix_ms: Option<u64>,
+    /// IPAM mode's count-based assign: what the ENI held before EC2 chose, so that an unknown
+    /// outcome (timeout, crash) is resolved from the ENI's listing, never by asking again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eni_before: Option<Vec<IpAddr>>,
+}
+
+/// Longest network name, container id or ifname a record may carry (a file name is 255 bytes).
+pub const MAX_KEY_PART: usize = 200;
+
+impl AttachmentKey {
+    /// Records are read back as root by the agent: a part that could name another path is refused.
+    pub fn check(&self) -> Result<(), String> {
+        for (what, part) in [
+            ("network", &self.network),
+            ("container id", &self.container_id),
+            ("ifname", &self.ifname),
+        ] {
+            if part.is_empty() || part.len() > MAX_KEY_PART {
+                return Err(format!(
+                    "{what} {part:?} is empty or longer than {MAX_KEY_PART} bytes"
+                ));
+            }
+            if part == "." || part == ".." || part.contains(['/', '\\', '\0']) {
+                return Err(format!("{what} {part:?} could name another path"));
+            }
+        }
+        if self.container_id.contains(':') {
+            return Err(format!(
+                "container id {:?} contains ':', which separates it from the ifname",
+                self.container_id
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Attachment {
+    /// Since when the agent may count this record's sandbox as missing: the commit, else (an
+    /// older version's record, or one still assigning) the write-ahead record.
+    pub fn committed_ms(&self) -> u64 {
+        self.committed_unix_ms
+            .unwrap_or(self.created_unix.saturating_mul(1000))
+    }
+
     pub fn key(&self) -> AttachmentKey {
         AttachmentKey {
             network: self.network.clone(),

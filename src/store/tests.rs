@@ -18,6 +18,8 @@ fn record(container: &str, eni: &str, addrs: &[&str]) -> Attachment {
         by_ipam: false,
         follow: None,
         release_error: None,
+        committed_unix_ms: None,
+        eni_before: None,
     }
 }
 
@@ -91,15 +93,18 @@ fn a_corrupt_record_is_quarantined_and_blocks_neither_listing_nor_its_own_lookup
     store.put(&bad).unwrap();
     store.put(&good).unwrap();
     for p in [
-        store.record_path(&bad.key()),
-        wal_path(&store.record_path(&bad.key())),
+        store.record_path(&bad.key()).unwrap(),
+        wal_path(&store.record_path(&bad.key()).unwrap()),
     ] {
         std::fs::write(p, b"{not json").unwrap();
     }
     assert_eq!(store.all().unwrap(), vec![good.clone()]);
     assert_eq!(store.quarantined(), 1);
     assert_eq!(store.get(&bad.key()).unwrap(), None);
-    assert!(!store.record_path(&bad.key()).exists(), "moved aside");
+    assert!(
+        !store.record_path(&bad.key()).unwrap().exists(),
+        "moved aside"
+    );
     assert_eq!(store.releasable(&good).unwrap().len(), 1);
 }
 
@@ -119,12 +124,12 @@ fn a_record_torn_by_a_power_loss_after_update_is_read_from_its_durable_version()
     store.update(&done).unwrap();
     assert_eq!(store.get(&r.key()).unwrap(), Some(done));
     // What a rename committed before its data leaves behind.
-    std::fs::write(store.record_path(&r.key()), b"").unwrap();
+    std::fs::write(store.record_path(&r.key()).unwrap(), b"").unwrap();
     assert_eq!(store.get(&r.key()).unwrap(), Some(r.clone()));
     assert_eq!(store.all().unwrap(), vec![r.clone()]);
     assert_eq!(store.quarantined(), 0);
     store.remove(&r.key()).unwrap();
-    assert!(!wal_path(&store.record_path(&r.key())).exists());
+    assert!(!wal_path(&store.record_path(&r.key()).unwrap()).exists());
 }
 
 #[test]
@@ -135,14 +140,17 @@ fn a_read_only_store_skips_a_corrupt_record_and_moves_nothing() {
     let r = record("c1", "eni-1", &["198.18.1.5"]);
     store.put(&r).unwrap();
     for p in [
-        store.record_path(&r.key()),
-        wal_path(&store.record_path(&r.key())),
+        store.record_path(&r.key()).unwrap(),
+        wal_path(&store.record_path(&r.key()).unwrap()),
     ] {
         std::fs::write(p, b"{not json").unwrap();
     }
     let view = Store::open_existing(&dir.path().join("state"), node).unwrap();
     assert!(view.all().unwrap().is_empty());
-    assert!(store.record_path(&r.key()).exists(), "left in place");
+    assert!(
+        store.record_path(&r.key()).unwrap().exists(),
+        "left in place"
+    );
     assert!(Store::open_existing(&dir.path().join("absent"), NodeDir::new(dir.path())).is_err());
     assert!(!dir.path().join("absent").exists(), "created nothing");
 }

@@ -67,10 +67,9 @@ fn a_lone_request_is_sent_at_once_and_leaves_nothing_in_the_spool() {
 #[test]
 fn a_request_resent_after_a_crashed_sender_is_never_adopted() {
     let bed = Bed::new();
-    // A sender died after EC2 carried out .5 for pod c1, before answering: c1's ADD, retried,
-    // finds .5 on the ENI. Its request went out twice, so .5 is c1's own, not adopted.
-    bed.aws.move_addr("198.18.1.5", None, Some(ENI));
-    *bed.aws.refuse_as_maybe_applied.borrow_mut() = true;
+    // A sender died after EC2 carried out .5 for pod c1, before answering: c1's request, sent
+    // again, finds .5 on the ENI. Its request went out twice, so .5 is c1's own, not adopted.
+    *bed.aws.applied_by_an_earlier_attempt.borrow_mut() = true;
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
     assert!(bed.store.all().unwrap()[0].adopted.is_empty());
     bed.run("DEL", "c1", conf(&[]), del).unwrap();

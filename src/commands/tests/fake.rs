@@ -27,6 +27,9 @@ pub struct FakeAws {
     /// The next in-use refusal says an earlier attempt of the request may have been carried out
     /// (as after a timeout, or from a sender that crashed before answering).
     pub refuse_as_maybe_applied: RefCell<bool>,
+    /// The next IPv4 assign was carried out by an earlier attempt whose answer was lost: its
+    /// addresses land on the ENI, and the request is refused as in use, maybe applied.
+    pub applied_by_an_earlier_attempt: RefCell<bool>,
 }
 
 pub const INSTANCE: &str = "i-0a1b2c3d4e5f60001";
@@ -65,6 +68,7 @@ impl FakeAws {
             remap_lag: RefCell::new(0),
             recently_unassigned: RefCell::default(),
             refuse_as_maybe_applied: RefCell::new(false),
+            applied_by_an_earlier_attempt: RefCell::new(false),
         };
         for (eni, mac, primary) in [
             (ENI, MAC, "198.18.1.10"),
@@ -238,6 +242,12 @@ impl Ec2 for FakeAws {
     ) -> Result<(), CloudError> {
         const A: &str = "AssignPrivateIpAddresses";
         self.enter(A)?;
+        if self.applied_by_an_earlier_attempt.replace(false) {
+            for a in addrs {
+                self.move_addr(&a.to_string(), None, Some(eni));
+            }
+            *self.refuse_as_maybe_applied.borrow_mut() = true;
+        }
         for a in addrs {
             if !allow && self.holder(IpAddr::V4(*a)).is_some() {
                 return Err(self.in_use(A, a));

@@ -84,12 +84,66 @@ fn returned(bed: &Bed, addr: IpAddr) -> Added {
     .unwrap()
 }
 
-/// A node agent's heartbeat, fresh for a minute.
+/// A node agent's heartbeat, fresh for a minute, that listed the runtime just now and watches
+/// the bed's state dir.
 fn agent_alive(bed: &Bed) {
     bed.store
         .node()
-        .write_heartbeat(Duration::from_secs(60))
+        .write_heartbeat(
+            Duration::from_secs(60),
+            Some(crate::store::now_unix_ms()),
+            &[bed.store.root().to_path_buf()],
+        )
         .unwrap();
+}
+
+#[test]
+fn del_does_not_hand_over_to_an_agent_that_cannot_list_the_runtime() {
+    let bed = Bed::new();
+    bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
+    let dirs = [bed.store.root().to_path_buf()];
+    for listed in [None, Some(crate::store::now_unix_ms() - 200_000)] {
+        bed.store
+            .node()
+            .write_heartbeat(Duration::from_secs(60), listed, &dirs)
+            .unwrap();
+        bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");
+        let e = bed.run("DEL", "c1", conf(&[]), del).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotAuthorized);
+        assert!(e.details.contains("cannot list"), "{}", e.details);
+        assert_eq!(
+            bed.store.get(&key("c1")).unwrap().unwrap().phase,
+            Phase::Assigned,
+            "the runtime retries DEL; nobody would act on a hand-off"
+        );
+    }
+}
+
+#[test]
+fn del_does_not_hand_over_a_record_in_a_state_dir_the_agent_does_not_watch() {
+    let bed = Bed::new();
+    bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
+    bed.store
+        .node()
+        .write_heartbeat(
+            Duration::from_secs(60),
+            Some(crate::store::now_unix_ms()),
+            &[std::path::PathBuf::from("/var/lib/cni/aws-eni-ip")],
+        )
+        .unwrap();
+    bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");
+    let e = bed.run("DEL", "c1", conf(&[]), del).unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotAuthorized);
+    let dir = bed.store.root().display().to_string();
+    assert!(
+        e.details.contains(&dir) && e.details.contains("mount it"),
+        "names the missing mount: {}",
+        e.details
+    );
+    assert_eq!(
+        bed.store.get(&key("c1")).unwrap().unwrap().phase,
+        Phase::Assigned
+    );
 }
 
 #[test]
@@ -134,7 +188,11 @@ fn del_with_a_stale_heartbeat_does_not_hand_over() {
     bed.run("ADD", "c1", conf(&["198.18.1.5/24"]), add).unwrap();
     bed.store
         .node()
-        .write_heartbeat(Duration::from_millis(1))
+        .write_heartbeat(
+            Duration::from_millis(1),
+            Some(crate::store::now_unix_ms()),
+            &[bed.store.root().to_path_buf()],
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     bed.fail_next("UnassignPrivateIpAddresses", "UnauthorizedOperation");

@@ -461,6 +461,7 @@ impl Engine {
     ) -> R<Vec<Ipv4Addr>> {
         let mut inner = self.lock();
         let enis = inner.enis.clone();
+        let same_eni_accepted = inner.faults.same_eni_assign_accepted;
         let idx = self.find_eni(&enis, eni_id)?;
         let eni = &enis[idx];
         let sub = self.subnet_of(eni);
@@ -496,7 +497,7 @@ impl Engine {
                     check_in_subnet(sub, &eni.subnet_id, IpAddr::V4(a)).map_err(Ec2Error::invalid)?;
                     match holder(&enis, IpAddr::V4(a)) {
                         Some(j) if j == idx => {
-                            if !allow_reassignment {
+                            if !allow_reassignment && !same_eni_accepted {
                                 return Err(Ec2Error::new(
                                     "InvalidIPAddress.InUse",
                                     format!("Address {a} is already assigned to {eni_id}"),

@@ -136,6 +136,9 @@ pub struct Faults {
     pub imds_down: bool,
     pub imds_token_refused: bool,
     pub consistency_lag_ms: u64,
+    /// EC2 does not document whether an explicit assign (without AllowReassignment) of an
+    /// address the ENI already holds is refused or accepted: this models the answer that accepts it.
+    pub same_eni_assign_accepted: bool,
 }
 
 /// A token bucket: starts full, refills continuously.
