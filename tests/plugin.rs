@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ec2_sim::Faults;
+use ec2_sim::{Faults, Throttle};
 use serde_json::json;
 
 #[test]
@@ -676,4 +676,61 @@ fn the_enis_primary_ip_is_refused_before_ec2() {
         0,
         "nothing was recorded to release"
     );
+}
+
+/// Whether EC2 refuses an explicit assign of an address the ENI already holds is undocumented;
+/// here it accepts it. An address someone else put on the ENI before the pod started is adopted
+/// all the same (decided from the ENI's listing), so DEL leaves it, and so does a DEL after a
+/// failed ADD (code 11) whose record was kept.
+#[test]
+fn an_address_already_on_the_eni_is_adopted_even_when_ec2_accepts_the_reassign() {
+    let fx = Fixture::new();
+    fx.sim.assign(ENI1, &[ip("198.18.1.40")]);
+    fx.sim.set_faults(Faults {
+        same_eni_assign_accepted: true,
+        ..Faults::default()
+    });
+    let conf = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.40/24"])),
+    );
+    fx.run("ADD", "ctr-adopt", "net1", &conf).ok();
+    assert_eq!(fx.records(NODE1)[0].adopted, vec![ip("198.18.1.40")]);
+    fx.run("DEL", "ctr-adopt", "net1", &fx.conf("1.0.0", NODE1, ENI1, None))
+        .ok();
+    assert_eq!(fx.addresses(ENI1), vec![ip("198.18.1.40")], "left to its owner");
+    assert_eq!(fx.calls("UnassignPrivateIpAddresses"), 0);
+
+    // A failed ADD (EC2 throttles past the deadline) keeps its record for DEL: it must not claim
+    // the address that was there before it, only its own.
+    fx.sim.set_faults(Faults {
+        same_eni_assign_accepted: true,
+        throttle: [(
+            "AssignPrivateIpAddresses".to_string(),
+            Throttle {
+                capacity: 0,
+                refill_per_second: 0.0,
+            },
+        )]
+        .into(),
+        ..Faults::default()
+    });
+    let mut quick = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.40/24", "198.18.1.41/24"])),
+    );
+    quick["timeoutMs"] = json!(1500);
+    let r = fx.run("ADD", "ctr-failed", "net1", &quick);
+    assert_eq!(r.err_code(), 11, "{}", r.msg());
+    let kept = &fx.records(NODE1)[0];
+    assert_eq!(kept.adopted, vec![ip("198.18.1.40")]);
+    fx.sim.set_faults(Faults::default());
+    fx.run("DEL", "ctr-failed", "net1", &fx.conf("1.0.0", NODE1, ENI1, None))
+        .ok();
+    assert_eq!(fx.addresses(ENI1), vec![ip("198.18.1.40")]);
+    assert!(fx.records(NODE1).is_empty());
 }
