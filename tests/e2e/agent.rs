@@ -21,6 +21,10 @@ const VIP: &str = "198.18.1.200";
 const DEBOUNCE_MS: u64 = 600;
 
 fn agent_in(node: &Node, cri: &FakeCri) -> AgentProc {
+    agent_every(node, cri, "0.5")
+}
+
+fn agent_every(node: &Node, cri: &FakeCri, interval: &str) -> AgentProc {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &node.ns])
         .arg(env!("CARGO_BIN_EXE_aws-eni-ip"))
@@ -29,7 +33,7 @@ fn agent_in(node: &Node, cri: &FakeCri) -> AgentProc {
         .arg(node.state_dir())
         .arg("--runtime-endpoint")
         .arg(&cri.socket)
-        .args(["--interval", "0.5", "--grace", "0", "--drift-interval", "0"])
+        .args(["--interval", interval, "--grace", "0", "--drift-interval", "0"])
         .args([
             "--metrics-bind",
             "127.0.0.1:0",
@@ -326,4 +330,27 @@ fn e2e_vip_flap_within_the_debounce_makes_no_ec2_call() {
     drop(agent_a);
     drop(p.cri_b);
     p.lab.close();
+}
+
+/// Issue 25, item 5: a pod created after the agent's last pass (its sandbox not listed yet) gets a
+/// VIP added by its application: the agent follows it at once, not at its next pass a minute later.
+#[test]
+fn e2e_vip_in_a_pod_created_after_the_last_pass_is_followed_without_waiting_for_a_pass() {
+    let _serial = serial();
+    let mut lab = Lab::start();
+    let a = lab.node(INSTANCE_A, &[("eth1", MAC_A)]);
+    let cri = cri_of(&a, &["agent-pod"]);
+    let agent = agent_every(&a, &cri, "60");
+    passes(&cri, 1);
+    let pod = lab.pod("vip-new");
+    let list = follow_list(&a, "198.18.1.103");
+    a.add(&list, "ctr-new", &pod).ok();
+    std::thread::sleep(Duration::from_secs(2));
+    let passes_before = cri.calls();
+    vip(&pod, "add");
+    eventually("the VIP is followed", &[&agent], || holds(&lab, ENI_A));
+    assert_eq!(cri.calls(), passes_before, "no pass ran meanwhile");
+    assert!(recorded(&a, "ctr-new").contains(&ip(VIP)));
+    drop(agent);
+    lab.close();
 }
