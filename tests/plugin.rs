@@ -698,9 +698,18 @@ fn an_address_already_on_the_eni_is_adopted_even_when_ec2_accepts_the_reassign()
     );
     fx.run("ADD", "ctr-adopt", "net1", &conf).ok();
     assert_eq!(fx.records(NODE1)[0].adopted, vec![ip("198.18.1.40")]);
-    fx.run("DEL", "ctr-adopt", "net1", &fx.conf("1.0.0", NODE1, ENI1, None))
-        .ok();
-    assert_eq!(fx.addresses(ENI1), vec![ip("198.18.1.40")], "left to its owner");
+    fx.run(
+        "DEL",
+        "ctr-adopt",
+        "net1",
+        &fx.conf("1.0.0", NODE1, ENI1, None),
+    )
+    .ok();
+    assert_eq!(
+        fx.addresses(ENI1),
+        vec![ip("198.18.1.40")],
+        "left to its owner"
+    );
     assert_eq!(fx.calls("UnassignPrivateIpAddresses"), 0);
 
     // A failed ADD (EC2 throttles past the deadline) keeps its record for DEL: it must not claim
@@ -729,8 +738,13 @@ fn an_address_already_on_the_eni_is_adopted_even_when_ec2_accepts_the_reassign()
     let kept = &fx.records(NODE1)[0];
     assert_eq!(kept.adopted, vec![ip("198.18.1.40")]);
     fx.sim.set_faults(Faults::default());
-    fx.run("DEL", "ctr-failed", "net1", &fx.conf("1.0.0", NODE1, ENI1, None))
-        .ok();
+    fx.run(
+        "DEL",
+        "ctr-failed",
+        "net1",
+        &fx.conf("1.0.0", NODE1, ENI1, None),
+    )
+    .ok();
     assert_eq!(fx.addresses(ENI1), vec![ip("198.18.1.40")]);
     assert!(fx.records(NODE1).is_empty());
 }

@@ -646,3 +646,67 @@ fn a_heartbeat_is_fresh_for_three_intervals() {
     assert!(!beat.is_fresh(1_000_000 + 181_000));
     assert!(!beat.is_fresh(900_000), "not from the future");
 }
+
+/// A pod whose addresses change without pause: every wait returns at once.
+struct Storm;
+struct StormWatch;
+
+impl AddressWatch for StormWatch {
+    async fn next(&mut self) -> std::io::Result<Vec<AddressChange>> {
+        Ok(vec![AddressChange::Added(ip("198.18.1.5"))])
+    }
+}
+
+impl AddressSource for Storm {
+    type Watch = StormWatch;
+    fn open(&self, _: &Path, _: &str) -> Result<(StormWatch, Vec<IpAddr>), HostError> {
+        Ok((StormWatch, vec![ip("198.18.1.5")]))
+    }
+}
+
+/// Counts the runtime's listings; lists `c1` and the agent's own pod.
+#[derive(Clone, Default)]
+struct CountingRuntime(std::rc::Rc<std::cell::Cell<u64>>);
+
+impl super::cri::Liveness for CountingRuntime {
+    async fn sandboxes(&self) -> Result<HashSet<String>, super::cri::LivenessError> {
+        self.0.set(self.0.get() + 1);
+        Ok(live(&["c1", "agent-pod"]))
+    }
+}
+
+#[test]
+fn a_storm_of_address_events_does_not_starve_the_passes() {
+    let node = Node::new();
+    node.put(&follow_record("c1", &["198.18.1.5"], &[]));
+    let listings = CountingRuntime::default();
+    let agent = super::run::Agent::new(
+        node.store.node().clone(),
+        FakeAws::new(),
+        listings.clone(),
+        Follower::new(Storm, Duration::from_secs(2)),
+        Reconciler::new(settings(0, 20)),
+        Default::default(),
+        super::run::LoopSettings {
+            interval: Duration::from_millis(50),
+            drift_interval: None,
+            op_timeout: Duration::from_secs(1),
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new()
+        .block_on(&rt, async {
+            agent
+                .run(tokio::time::sleep(Duration::from_millis(1_000)))
+                .await
+        })
+        .unwrap();
+    assert!(
+        listings.0.get() >= 10,
+        "only {} passes in 1 s at a 50 ms interval under an event storm",
+        listings.0.get()
+    );
+}

@@ -51,7 +51,7 @@ impl AddressSocket {
     /// first means nothing added in between is missed. Returns the socket (non-blocking) and the
     /// addresses present once the events that arrived during the listing are applied.
     pub fn open(netns: &Path, ifname: &str) -> Result<(AddressSocket, Vec<IpAddr>), HostError> {
-        let ns = std::fs::File::open(netns).map_err(|e| netns_error(netns, e))?;
+        let ns = super::open_netns(netns)?;
         // setns changes the calling thread: never one of the runtime's, so a thread of its own.
         let socket = std::thread::spawn(move || -> io::Result<Socket> {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;

@@ -33,7 +33,7 @@ fn open_socket_in(netns: &Path) -> Result<Socket, HostError> {
         netns: netns.display().to_string(),
         reason,
     };
-    let ns = std::fs::File::open(netns).map_err(|e| failed(e.to_string()))?;
+    let ns = super::open_netns(netns)?;
     std::thread::spawn(move || {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
         open_socket().map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0)))

@@ -232,3 +232,76 @@ fn a_lock_held_past_the_deadline_times_out_naming_it() {
     )
     .unwrap();
 }
+
+/// Records are read as root by the agent and DEL: a hostile file costs one warning, never a
+/// hang, a path outside the state dir, or memory.
+#[test]
+fn a_hostile_record_file_blocks_nothing_and_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    let good = record("c0", "eni-1", &["198.18.1.5"]);
+    store.put(&good).unwrap();
+    let net = dir.path().join("state/attachments/net-a");
+    // A FIFO: a plain read would wait for a writer forever.
+    nix::unistd::mkfifo(&net.join("fifo:net1.json"), nix::sys::stat::Mode::S_IRUSR).unwrap();
+    // A symlink to a file that is not ours.
+    std::os::unix::fs::symlink("/etc/hostname", net.join("link:net1.json")).unwrap();
+    // Larger than any record.
+    std::fs::write(net.join("big:net1.json"), vec![b' '; 2 << 20]).unwrap();
+    // A record whose contents name another attachment (its DEL would remove another file).
+    let mut other = record("c9", "eni-1", &["198.18.1.9"]);
+    other.network = "../../../etc".into();
+    std::fs::write(
+        net.join("liar:net1.json"),
+        serde_json::to_vec(&other).unwrap(),
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = store.clone();
+    std::thread::spawn(move || tx.send(reader.all()).unwrap());
+    let all = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("listing records never hangs")
+        .unwrap();
+    assert_eq!(all, vec![good]);
+    assert_eq!(store.quarantined(), 4);
+    assert!(std::path::Path::new("/etc/hostname").exists());
+}
+
+#[test]
+fn a_key_that_could_name_another_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    for (network, container, ifname) in [
+        ("..", "c1", "net1"),
+        ("net/a", "c1", "net1"),
+        ("net", "../c1", "net1"),
+        ("net", "c1", "a/b"),
+        ("net", "c\0", "net1"),
+        ("net", "c:1", "net1"),
+        ("net", "", "net1"),
+    ] {
+        let mut r = record("c1", "eni-1", &["198.18.1.5"]);
+        r.network = network.into();
+        r.container_id = container.into();
+        r.ifname = ifname.into();
+        assert!(
+            matches!(store.put(&r), Err(StoreError::BadKey { .. })),
+            "{network:?}/{container:?}:{ifname:?}"
+        );
+        assert!(matches!(
+            store.remove(&r.key()),
+            Err(StoreError::BadKey { .. })
+        ));
+    }
+    let long = record(&"c".repeat(201), "eni-1", &[]);
+    assert!(matches!(store.put(&long), Err(StoreError::BadKey { .. })));
+}

@@ -33,7 +33,14 @@ fn agent_every(node: &Node, cri: &FakeCri, interval: &str) -> AgentProc {
         .arg(node.state_dir())
         .arg("--runtime-endpoint")
         .arg(&cri.socket)
-        .args(["--interval", interval, "--grace", "0", "--drift-interval", "0"])
+        .args([
+            "--interval",
+            interval,
+            "--grace",
+            "0",
+            "--drift-interval",
+            "0",
+        ])
         .args([
             "--metrics-bind",
             "127.0.0.1:0",
