@@ -493,8 +493,8 @@ fn daemonset_runs_the_agent_with_only_the_privileges_it_uses() {
     assert_eq!(sc["capabilities"]["drop"][0], "ALL");
     assert_eq!(
         sc["capabilities"]["add"],
-        serde_json::json!(["SYS_ADMIN"]),
-        "setns into pod netns, nothing else"
+        serde_json::json!(["SYS_ADMIN", "NET_ADMIN"]),
+        "setns into pod netns, ENI links up, nothing else"
     );
     let volumes = pod["volumes"].as_array().unwrap();
     let host_path = |mount: &Value| {

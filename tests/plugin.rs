@@ -748,3 +748,31 @@ fn an_address_already_on_the_eni_is_adopted_even_when_ec2_accepts_the_reassign()
     assert_eq!(fx.addresses(ENI1), vec![ip("198.18.1.40")]);
     assert!(fx.records(NODE1).is_empty());
 }
+
+/// A hot-attached ENI's link is DOWN until the agent brings it up: ADD says so (code 11, the
+/// runtime retries) before any EC2 call, and leaves no address and no record behind.
+#[test]
+fn add_on_a_down_master_fails_with_11_naming_the_link_and_leaves_nothing() {
+    let fx = Fixture::new();
+    let link = fx.link(ENI1).to_string();
+    sh(&["ip", "link", "set", &link, "down"]);
+    let conf = fx.conf(
+        "1.0.0",
+        NODE1,
+        ENI1,
+        Some(prev_result("1.0.0", &["198.18.1.5/24"])),
+    );
+    let r = fx.run("ADD", "ctr-down", "net1", &conf);
+    assert_eq!(r.err_code(), 11, "{}", r.msg());
+    assert!(
+        r.msg().contains(&link) && r.msg().contains("DOWN"),
+        "{}",
+        r.msg()
+    );
+    assert!(fx.addresses(ENI1).is_empty());
+    assert!(fx.records(NODE1).is_empty());
+    assert_eq!(fx.calls("AssignPrivateIpAddresses"), 0);
+    sh(&["ip", "link", "set", &link, "up"]);
+    fx.run("ADD", "ctr-down", "net1", &conf).ok();
+    assert_eq!(fx.addresses(ENI1), vec![ip("198.18.1.5")]);
+}

@@ -233,7 +233,7 @@ impl Links {
         for (name, mac) in names.iter().zip(macs) {
             // This kernel has no dummy module; a veth end plays the ENI's host link.
             script.push_str(&format!(
-                "link add {name} type veth peer name {name}p\nlink set {name} address {mac}\n"
+                "link add {name} type veth peer name {name}p\nlink set {name} address {mac}\nlink set {name} up\n"
             ));
         }
         let links = Links { names };

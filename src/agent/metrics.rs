@@ -35,6 +35,8 @@ pub struct AgentMetrics {
     /// Run-time address operations, by result.
     pub follow: BTreeMap<&'static str, u64>,
     pub watches: u64,
+    /// Links of no_manage ENIs the agent found DOWN and brought up.
+    pub links_brought_up: u64,
 }
 
 pub type SharedMetrics = Arc<Mutex<AgentMetrics>>;
@@ -140,6 +142,12 @@ pub fn render(
         "Pod interfaces whose addresses the agent watches.",
     );
     o.sample("followed_interfaces", &[], m.watches);
+    o.family(
+        "links_brought_up_total",
+        "counter",
+        "Links of this instance's no_manage ENIs that the agent found DOWN and brought up.",
+    );
+    o.sample("links_brought_up_total", &[], m.links_brought_up);
     o.0
 }
 

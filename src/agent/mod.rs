@@ -8,6 +8,7 @@ pub mod cri;
 pub mod cri_api;
 pub mod follow;
 pub mod http;
+pub mod links;
 pub mod metrics;
 pub mod reconcile;
 pub mod records;
@@ -147,7 +148,8 @@ fn start(config: AgentConfig) -> Result<(), String> {
             drift_interval: config.drift_interval,
             op_timeout: config.timeout,
         },
-    );
+    )
+    .with_links(Box::new(links::NetlinkLinks));
     let local = tokio::task::LocalSet::new();
     local
         .block_on(&tokio, agent.run(stop_signal()))

@@ -6,6 +6,7 @@
 
 use super::cri::Liveness;
 use super::follow::{Action, Event, Follower};
+use super::links::{LinkHost, LinkKeeper};
 use super::metrics::SharedMetrics;
 use super::reconcile::{Due, Listing, Reconciler, Step};
 use super::records::{NodeRecords, RecordWatcher};
@@ -49,6 +50,8 @@ pub struct Agent<A, L, S> {
     last_drift: Option<Instant>,
     /// Addresses per ENI of this instance's type, once known: it never changes while we run.
     eni_limit: Option<u32>,
+    /// The host's links, when this agent brings the no_manage ENIs' links up.
+    links: Option<(Box<dyn LinkHost>, LinkKeeper)>,
 }
 
 impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
@@ -75,12 +78,33 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
             records: NodeRecords::default(),
             last_drift: None,
             eni_limit: None,
+            links: None,
+        }
+    }
+
+    /// Brings the no_manage ENIs' links up at start, at each pass, and on every link change.
+    pub fn with_links(mut self, host: Box<dyn LinkHost>) -> Self {
+        self.links = Some((host, LinkKeeper::default()));
+        self
+    }
+
+    async fn ensure_links(&mut self) {
+        if let Some((host, keeper)) = self.links.as_mut() {
+            let up = keeper.ensure(&self.aws, host.as_ref()).await;
+            if !up.is_empty() {
+                let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                m.links_brought_up += up.len() as u64;
+            }
         }
     }
 
     /// Runs until `stop` completes; a clean stop removes the heartbeat, so DEL stops handing over.
     pub async fn run(mut self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
         let watcher = RecordWatcher::new()?;
+        let link_events = match &self.links {
+            Some(_) => Some(link_events()?),
+            None => None,
+        };
         let (tx, mut rx) = channel(EVENT_QUEUE);
         let mut ticker = tokio::time::interval(self.settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -96,6 +120,7 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
                     self.act(actions).await;
                 }
                 () = std::future::ready(()), if !self.releases.is_empty() => self.release_next().await,
+                () = link_changed(link_events.as_ref()) => self.ensure_links().await,
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {
                     let actions = self.follower.take_due(Instant::now());
                     self.act(actions).await;
@@ -114,6 +139,7 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
     }
 
     async fn tick(&mut self, watcher: &RecordWatcher, tx: &Sender<Event>) {
+        self.ensure_links().await;
         let asked_at = crate::store::now_unix_ms();
         let listing = match self.liveness.sandboxes().await {
             Ok(sandboxes) => Some(Listing {
@@ -301,6 +327,31 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
             m.drift = report;
         }
         self.act(lost).await;
+    }
+}
+
+fn link_events() -> std::io::Result<tokio::io::unix::AsyncFd<crate::node::LinkEvents>> {
+    let events = crate::node::LinkEvents::open().map_err(std::io::Error::other)?;
+    // SAFETY: the socket owns its fd, keeps it open until dropped with the AsyncFd, and
+    // as_raw_fd always returns that one fd.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE)
+    }
+    .map_err(std::io::Error::from)
+}
+
+/// Waits for a link change (never, without a socket); the events themselves are not needed.
+async fn link_changed(events: Option<&tokio::io::unix::AsyncFd<crate::node::LinkEvents>>) {
+    let Some(fd) = events else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Ok(mut ready) = fd.readable().await else {
+            return std::future::pending().await;
+        };
+        if let Ok(Ok(_)) = ready.try_io(|s| s.get_ref().drain()) {
+            return;
+        }
     }
 }
 

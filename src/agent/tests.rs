@@ -710,3 +710,62 @@ fn a_storm_of_address_events_does_not_starve_the_passes() {
         listings.0.get()
     );
 }
+
+/// The host's links as a test sets them; records which it was asked to bring up.
+struct FakeLinks(std::cell::RefCell<Vec<crate::node::HostLink>>);
+
+impl super::links::LinkHost for FakeLinks {
+    fn links(&self) -> Result<Vec<crate::node::HostLink>, HostError> {
+        Ok(self.0.borrow().clone())
+    }
+
+    fn set_up(&self, index: u32) -> Result<(), HostError> {
+        for l in self.0.borrow_mut().iter_mut().filter(|l| l.index == index) {
+            l.up = true;
+        }
+        Ok(())
+    }
+}
+
+fn host_link(index: u32, name: &str, mac: &str, up: bool) -> crate::node::HostLink {
+    crate::node::HostLink {
+        index,
+        name: name.into(),
+        mac: Some(mac.into()),
+        up,
+    }
+}
+
+#[test]
+fn a_down_no_manage_enis_link_is_brought_up_and_every_other_link_left_alone() {
+    let aws = FakeAws::new();
+    // OTHER's ENI loses its no_manage tag: the VPC CNI's, not ours.
+    aws.enis
+        .borrow_mut()
+        .get_mut(crate::commands::tests::fake::OTHER)
+        .unwrap()
+        .tags
+        .clear();
+    let host = FakeLinks(std::cell::RefCell::new(vec![
+        host_link(2, "ens5", "02:00:c6:12:09:99", false),
+        host_link(3, "ens6", MAC, false),
+        host_link(4, "ens7", "02:00:c6:12:01:02", false),
+    ]));
+    let mut keeper = super::links::LinkKeeper::default();
+    let up = block(keeper.ensure(&aws, &host));
+    assert_eq!(up, vec!["ens6"]);
+    let links = host.0.borrow().clone();
+    assert_eq!(
+        links
+            .iter()
+            .map(|l| (l.name.as_str(), l.up))
+            .collect::<Vec<_>>(),
+        vec![("ens5", false), ("ens6", true), ("ens7", false)],
+        "not this instance's ENI, ours, the VPC CNI's"
+    );
+    // Down again later: brought up again without describing the ENI a second time.
+    host.0.borrow_mut()[1].up = false;
+    let describes = aws.count("DescribeNetworkInterfaces");
+    assert_eq!(block(keeper.ensure(&aws, &host)), vec!["ens6"]);
+    assert_eq!(aws.count("DescribeNetworkInterfaces"), describes);
+}

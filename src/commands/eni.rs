@@ -9,7 +9,7 @@ use super::safety::{
 use crate::cloud::{Aws, CloudError, Ec2, EniFacts, Metadata};
 use crate::cni::{CniError, ErrorCode};
 use crate::config::PluginConfig;
-use crate::node::{Host, MasterLink};
+use crate::node::{Host, HostError, MasterLink};
 use crate::store::{CachedEni, Store};
 use std::net::IpAddr;
 use std::path::Path;
@@ -22,17 +22,26 @@ pub fn find_master(
     netns: Option<&str>,
     ifname: &str,
 ) -> Result<MasterLink, CniError> {
-    match (&config.master, netns) {
-        (Some(name), _) => Ok(host.link_by_name(name)?),
-        (None, Some(ns)) => Ok(host.parent_of(Path::new(ns), ifname)?),
+    let master = match (&config.master, netns) {
+        (Some(name), _) => host.link_by_name(name)?,
+        (None, Some(ns)) => host.parent_of(Path::new(ns), ifname)?,
         (None, None) => Err(CniError::new(
             ErrorCode::MasterNotFound,
             format!(
                 "cannot find the master of {ifname}: no CNI_NETNS and no \"master\" in the config"
             ),
         )
-        .with_details("set \"master\" to the host link of the secondary ENI")),
+        .with_details("set \"master\" to the host link of the secondary ENI"))?,
+    };
+    // Checked before any EC2 call: a failed ADD leaves no address behind.
+    if !master.up {
+        return Err(HostError::MasterDown {
+            name: master.name,
+            mac: master.mac,
+        }
+        .into());
     }
+    Ok(master)
 }
 
 /// The EC2 client, for a call about `eni`.

@@ -89,6 +89,12 @@ impl From<StoreError> for CniError {
 
 impl From<HostError> for CniError {
     fn from(e: HostError) -> CniError {
+        if let HostError::MasterDown { name, .. } = &e {
+            // The agent brings no_manage ENIs up within seconds: the runtime's retry succeeds.
+            return CniError::new(ErrorCode::TryAgainLater, e.to_string()).with_details(format!(
+                "the aws-eni-ip agent brings this instance's no_manage ENIs up; check that it runs on this node (kubectl -n kube-system get pods -l app.kubernetes.io/name=aws-eni-ip -o wide), or run `ip link set {name} up`"
+            ));
+        }
         let details = match &e {
             HostError::NoSuchLink { .. } => {
                 "check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node"
@@ -105,6 +111,7 @@ impl From<HostError> for CniError {
                 "run the plugin in the node's network namespace, or set \"master\""
             }
             HostError::Netlink(_) => "set \"master\" in the config, or report this with the log",
+            HostError::MasterDown { .. } => "",
         };
         CniError::new(ErrorCode::MasterNotFound, e.to_string()).with_details(details)
     }

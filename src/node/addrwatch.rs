@@ -185,7 +185,12 @@ fn link_index(
     }
 }
 
-fn send(socket: &Socket, msg: RouteNetlinkMessage, flags: u16, seq: u32) -> io::Result<()> {
+pub(super) fn send(
+    socket: &Socket,
+    msg: RouteNetlinkMessage,
+    flags: u16,
+    seq: u32,
+) -> io::Result<()> {
     let mut request = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
     request.header.flags = flags;
     request.header.sequence_number = seq;
@@ -196,7 +201,7 @@ fn send(socket: &Socket, msg: RouteNetlinkMessage, flags: u16, seq: u32) -> io::
 }
 
 /// Every netlink message in one datagram.
-fn parse(mut buf: &[u8]) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+pub(super) fn parse(mut buf: &[u8]) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
     let mut out = Vec::new();
     while buf.len() >= 16 {
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;

@@ -14,6 +14,8 @@ pub enum HostError {
     NoParent { ifname: String, netns: String },
     #[error("parent link (index {index}) of {ifname} is not in this network namespace")]
     ParentElsewhere { ifname: String, index: u32 },
+    #[error("master interface {name} (MAC {mac}) is DOWN, so pods behind it are unreachable")]
+    MasterDown { name: String, mac: String },
     #[error("netlink: {0}")]
     Netlink(String),
 }

@@ -3,10 +3,12 @@
 
 mod addrwatch;
 mod error;
+mod links;
 mod netlink;
 
 pub use addrwatch::{AddressChange, AddressSocket};
 pub use error::HostError;
+pub use links::{host_links, set_link_up, HostLink, LinkEvents};
 pub use netlink::NetlinkHost;
 
 use std::path::Path;
@@ -17,6 +19,8 @@ pub struct MasterLink {
     pub name: String,
     /// Lowercase, colon-separated, as IMDS spells it.
     pub mac: String,
+    /// Administratively up: a DOWN master (a hot-attached ENI) carries no pod traffic.
+    pub up: bool,
 }
 
 pub trait Host {

@@ -14,6 +14,7 @@ struct Link {
     mac: Option<Vec<u8>>,
     parent: Option<u32>,
     parent_netnsid: Option<i32>,
+    up: bool,
 }
 
 fn netlink(e: impl std::fmt::Display) -> HostError {
@@ -93,6 +94,10 @@ fn to_link(m: LinkMessage) -> Link {
         mac: None,
         parent: None,
         parent_netnsid: None,
+        up: m
+            .header
+            .flags
+            .contains(netlink_packet_route::link::LinkFlags::Up),
     };
     for attr in m.attributes {
         match attr {
@@ -112,6 +117,7 @@ fn as_master(link: &Link) -> Result<MasterLink, HostError> {
         Some(mac) if mac.len() == 6 && mac.iter().any(|b| *b != 0) => Ok(MasterLink {
             name: link.name.clone(),
             mac: format_mac(mac),
+            up: link.up,
         }),
         _ => Err(HostError::NotEthernet {
             name: link.name.clone(),

@@ -43,6 +43,7 @@ impl Link {
             &format!("{name}p"),
         ]);
         sh(&["ip", "link", "set", &name, "address", mac]);
+        sh(&["ip", "link", "set", &name, "up"]);
         Link { name }
     }
 }

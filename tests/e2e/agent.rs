@@ -361,3 +361,52 @@ fn e2e_vip_in_a_pod_created_after_the_last_pass_is_followed_without_waiting_for_
     drop(agent);
     lab.close();
 }
+
+fn link_up(node: &Node, name: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", &node.ns, "-o", "link", "show", name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flags = text.split('<').nth(1).and_then(|f| f.split('>').next());
+    flags.is_some_and(|f| f.split(',').any(|x| x == "UP"))
+}
+
+/// Issue 22, item 2: a hot-attached Multus ENI comes up DOWN on the EKS AMIs. The agent brings up
+/// the link of this instance's no_manage ENI (found by MAC from IMDS) at start and again whenever
+/// it goes down, and leaves the VPC CNI's ENI alone.
+#[test]
+fn e2e_agent_brings_a_down_no_manage_enis_link_up_and_leaves_an_untagged_one_down() {
+    let _serial = serial();
+    let mut lab = Lab::start();
+    let a = lab.node(INSTANCE_A, &[("ens6", MAC_A), ("ens7", MAC_A_MANAGED)]);
+    for name in ["ens6", "ens7"] {
+        Command::new("ip")
+            .args(["-n", &a.ns, "link", "set", name, "down"])
+            .status()
+            .unwrap();
+    }
+    let cri = cri_of(&a, &["agent-pod"]);
+    let agent = agent_every(&a, &cri, "60");
+    eventually("ens6 is brought up", &[&agent], || link_up(&a, "ens6"));
+    assert!(!link_up(&a, "ens7"), "the VPC CNI's ENI is left alone");
+    let calls = cri.calls();
+    Command::new("ip")
+        .args(["-n", &a.ns, "link", "set", "ens6", "down"])
+        .status()
+        .unwrap();
+    eventually("ens6 is brought up again at once", &[&agent], || {
+        link_up(&a, "ens6")
+    });
+    assert_eq!(cri.calls(), calls, "on the link event, not at a pass");
+    assert!(!link_up(&a, "ens7"));
+    let log = agent.log();
+    assert_eq!(
+        log.matches("brought up the link of a no_manage ENI")
+            .count(),
+        2,
+        "{log}"
+    );
+    drop(agent);
+    lab.close();
+}

@@ -419,6 +419,7 @@ impl Host for FakeHost {
                 _ => MAC,
             }
             .into(),
+            up: name != "down0",
         })
     }
 
