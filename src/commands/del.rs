@@ -22,7 +22,10 @@ pub async fn del<A: Aws, H: Host>(ctx: &Ctx<'_, A, H>) -> Result<Summary, CniErr
         Err(e) if e.is_transient() => return Err(e),
         Err(e) => return hand_off(ctx, record, e),
     };
-    let kept = record.addresses.len() - released.addresses.len();
+    let kept = record
+        .addresses
+        .len()
+        .saturating_sub(released.addresses.len());
     Ok(Summary {
         eni: Some(record.eni_id.clone()),
         addresses: released.addresses,

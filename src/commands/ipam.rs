@@ -8,8 +8,8 @@ use super::add::{attach, check_count, Caller};
 use super::eni::{batched_ec2, checked_eni, find_master};
 use super::errors::from_cloud;
 use super::release::{release_locked, unassign_held};
-use super::{list, Ctx, Summary};
-use crate::cloud::{Aws, Ec2, EniFacts};
+use super::{list, unknown, Ctx, Summary};
+use crate::cloud::{Aws, CloudError, Ec2, EniFacts};
 use crate::cni::{CniError, CniVersion};
 use crate::config::ipam::{IpamConfig, StaticAddress};
 use crate::node::Host;
@@ -110,7 +110,9 @@ fn check_families(facts: &EniFacts, ipam: &IpamConfig) -> Result<(), CniError> {
     Ok(())
 }
 
-/// Count-based assign: EC2 picks the addresses. The record is written as soon as EC2 names them.
+/// Count-based assign: EC2 picks the addresses. The write-ahead record keeps what the ENI held
+/// before, so that a retry after an unknown outcome finds what EC2 chose instead of asking for
+/// another ([`super::unknown`]); the count call itself is never repeated after an unknown outcome.
 async fn chosen_by_ec2<A: Aws, H: Host>(
     ctx: &Ctx<'_, A, H>,
     ipam: &IpamConfig,
@@ -119,70 +121,94 @@ async fn chosen_by_ec2<A: Aws, H: Host>(
 ) -> Result<Summary, CniError> {
     let store = ctx.store;
     let eni = facts.eni_id.clone();
+    let _count = store.lock_count_assign(mac, ctx.deadline)?;
     let previous = store.get(&ctx.key())?;
-    if let Some(old) = previous.filter(|p| !p.addresses.is_empty()) {
+    let unresolved = previous
+        .as_ref()
+        .filter(|p| unknown::is_unresolved(p) && p.eni_id == eni)
+        .cloned();
+    if let Some(old) = previous.filter(|p| !p.addresses.is_empty() && unresolved.is_none()) {
         let _locks = store.lock_addresses(&old.addresses, ctx.deadline)?;
         release_locked(store, ctx.aws, &old, ctx.deadline).await?;
     }
-    let mut record = Attachment {
-        network: ctx.conf.name.clone(),
-        container_id: ctx.env.container_id.clone(),
-        ifname: ctx.env.ifname.clone(),
-        eni_id: eni.clone(),
-        mac: mac.to_string(),
-        addresses: Vec::new(),
-        phase: Phase::Assigning,
-        created_unix: now_unix(),
-        netns: ctx.env.netns.clone(),
-        pod: ctx.env.pod(),
-        instance_id: facts.instance_id.clone(),
-        adopted: Vec::new(),
-        by_ipam: true,
-        follow: None,
-        release_error: None,
-        committed_unix_ms: None,
-        eni_before: None,
+    let mut record = match unresolved {
+        Some(old) => {
+            // An earlier attempt's outcome is unknown: what it got is on the ENI now.
+            let found = unknown::appeared(store, ctx.aws, &old).await?;
+            let (keep, extra) = unknown::keep_one_per_family(&found);
+            if !extra.is_empty() {
+                let ec2 = super::eni::ec2_for(ctx.aws, &eni).await?;
+                tracing::warn!(eni = %eni, extra = %list(&extra), "an unknown outcome was carried out more than once: giving the extra addresses back");
+                unassign_held(ec2, &eni, &extra).await?;
+            }
+            let mut r = old;
+            r.addresses = keep;
+            r
+        }
+        None => {
+            let view = super::eni::ec2_for(ctx.aws, &eni)
+                .await?
+                .describe_eni(&eni)
+                .await
+                .map_err(|e| from_cloud(&e, &format!("list the addresses {eni} holds")))?;
+            Attachment {
+                network: ctx.conf.name.clone(),
+                container_id: ctx.env.container_id.clone(),
+                ifname: ctx.env.ifname.clone(),
+                eni_id: eni.clone(),
+                mac: mac.to_string(),
+                addresses: Vec::new(),
+                phase: Phase::Assigning,
+                created_unix: now_unix(),
+                netns: ctx.env.netns.clone(),
+                pod: ctx.env.pod(),
+                instance_id: facts.instance_id.clone(),
+                adopted: Vec::new(),
+                by_ipam: true,
+                follow: None,
+                release_error: None,
+                committed_unix_ms: None,
+                eni_before: Some(unknown::listed(&view)),
+            }
+        }
     };
     crate::crash::point("add:before-record");
     store.put(&record)?;
     crate::crash::point("add:before-ec2");
     let ec2 = batched_ec2(store, ctx.aws, &eni, ctx.deadline).await?;
     let key = record.key();
-    // A transient failure keeps the record: what EC2 may have chosen is then DEL's to release.
-    let fail = |e: CniError| -> Result<Summary, CniError> {
-        if !e.is_transient() {
+    // Keep the record while the outcome is unknown: the retry, DEL or the agent resolves it.
+    let fail = |e: &CloudError, subject: String| -> Result<Summary, CniError> {
+        let error = from_cloud(e, &subject);
+        if !matches!(e, CloudError::Transient { .. }) && !e.maybe_applied() {
             store.remove(&key)?;
         }
-        Err(e)
+        Err(error)
     };
-    if ipam.ipv4 {
+    if ipam.ipv4 && !record.addresses.iter().any(IpAddr::is_ipv4) {
         match ec2.assign_ipv4_count(&eni, 1).await {
             Ok(v4) => record.addresses.extend(v4.into_iter().map(IpAddr::V4)),
-            Err(e) => {
-                return fail(from_cloud(
-                    &e,
-                    &format!("have EC2 choose an IPv4 address on {eni}"),
-                ))
-            }
+            Err(e) => return fail(&e, format!("have EC2 choose an IPv4 address on {eni}")),
         }
         store.put(&record)?;
     }
-    if ipam.ipv6 {
+    if ipam.ipv6 && !record.addresses.iter().any(IpAddr::is_ipv6) {
         match ec2.assign_ipv6_count(&eni, 1).await {
             Ok(v6) => record.addresses.extend(v6.into_iter().map(IpAddr::V6)),
             Err(e) => {
-                let e = from_cloud(&e, &format!("have EC2 choose an IPv6 address on {eni}"));
-                if !e.is_transient() {
+                let subject = format!("have EC2 choose an IPv6 address on {eni}");
+                if !matches!(e, CloudError::Transient { .. }) && !e.maybe_applied() {
                     // Nothing half-done may stay: give back the IPv4 EC2 chose for this pod.
                     unassign_held(&ec2, &eni, &record.addresses).await?;
                 }
-                return fail(e);
+                return fail(&e, subject);
             }
         }
     }
     crate::crash::point("add:after-ec2");
     record.phase = Phase::Assigned;
     record.committed_unix_ms = Some(crate::store::now_unix_ms());
+    record.eni_before = None;
     store.put(&record)?;
     crate::crash::point("add:after-record");
     Ok(Summary {

@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod release;
 pub mod safety;
 pub mod status;
+pub mod unknown;
 
 #[cfg(test)]
 pub(crate) mod tests;

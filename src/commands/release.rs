@@ -56,6 +56,22 @@ async fn release_among(
     node_records: Option<&[Attachment]>,
     deadline: Instant,
 ) -> Result<Released, CniError> {
+    // A count-based assign whose answer never came: find what EC2 chose before giving back.
+    let _count;
+    let resolved;
+    let record = if super::unknown::is_unresolved(record) {
+        _count = store.lock_count_assign(&record.mac, deadline)?;
+        let mut r = record.clone();
+        for a in super::unknown::appeared(store, aws, record).await? {
+            if !r.addresses.contains(&a) {
+                r.addresses.push(a);
+            }
+        }
+        resolved = r;
+        &resolved
+    } else {
+        record
+    };
     let Some(addresses) = give_back(store, aws, record, None, node_records, deadline).await? else {
         tracing::warn!(eni = %record.eni_id, mac = %record.mac, container = %record.container_id,
             addresses = %list(&record.addresses),

@@ -154,6 +154,16 @@ impl Store {
         Locks::acquire(&[path], deadline)
     }
 
+    /// Serialises IPAM mode's count-based assigns on the ENI behind `mac` (and the release of one
+    /// whose outcome is unknown), so that what appears on the ENI meanwhile is attributable.
+    pub fn lock_count_assign(&self, mac: &str, deadline: Instant) -> Result<Locks, StoreError> {
+        let path = self
+            .node
+            .locks()
+            .join(format!("count-{}.lock", mac_key(mac)));
+        Locks::acquire(&[path], deadline)
+    }
+
     /// The record of `key`. One that cannot be read falls back to its last durable version, or is
     /// quarantined (moved aside, logged) and reads as absent, so it blocks no DEL.
     pub fn get(&self, key: &AttachmentKey) -> Result<Option<Attachment>, StoreError> {

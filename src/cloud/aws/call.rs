@@ -39,7 +39,17 @@ where
         Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
     >,
 {
-    budgeted_call(policy, None, action, op).await
+    budgeted_call(policy, None, action, Repeat::Safe, op).await
+}
+
+/// Whether an attempt whose outcome is unknown may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Explicit addresses, describes, unassigns: a repeat changes nothing more.
+    Safe,
+    /// A count-based assign: a repeat after an unknown outcome could take a second address, so
+    /// the caller resolves it from the ENI's listing instead.
+    NotAfterUnknown,
 }
 
 /// One call of any AWS SDK (EC2, Auto Scaling) under the retry policy, each attempt paced by
@@ -49,6 +59,7 @@ pub(crate) async fn budgeted_call<T, E, F, Fut>(
     policy: &RetryPolicy,
     budget: Option<&dyn CallBudget>,
     action: &'static str,
+    repeat: Repeat,
     mut op: F,
 ) -> Result<T, CloudError>
 where
@@ -101,6 +112,9 @@ where
                     }
                     if may_have_applied(e) {
                         uncertain.set(true);
+                        if repeat == Repeat::NotAfterUnknown {
+                            return Verdict::Fail;
+                        }
                     }
                     match classify_ec2(e) {
                         // The budget's wait, halved rate included, is the backoff.

@@ -1,6 +1,6 @@
 //! EC2 through aws-sdk-ec2, driven by our retry policy.
 
-use super::call::{budgeted_call, standard_config};
+use super::call::{budgeted_call, standard_config, Repeat};
 use crate::cloud::retry::RetryPolicy;
 use crate::cloud::{AwsSettings, CallBudget, CloudError, Ec2, EniView};
 use aws_config::imds;
@@ -93,12 +93,28 @@ impl AwsEc2 {
             Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
         >,
     {
+        self.call_with(action, Repeat::Safe, op).await
+    }
+
+    async fn call_with<T, E, F, Fut>(
+        &self,
+        action: &'static str,
+        repeat: Repeat,
+        op: F,
+    ) -> Result<T, CloudError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<T, SdkError<E, aws_sdk_ec2::config::http::HttpResponse>>,
+        >,
+    {
         // Describes draw from their own, larger EC2 bucket: the node budget paces changes only.
         let budget = self
             .budget
             .as_deref()
             .filter(|_| !action.starts_with("Describe"));
-        budgeted_call(&self.policy, budget, action, op).await
+        budgeted_call(&self.policy, budget, action, repeat, op).await
     }
 }
 
@@ -163,7 +179,7 @@ impl Ec2 for AwsEc2 {
 
     async fn assign_ipv4_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv4Addr>, CloudError> {
         let out = self
-            .call("AssignPrivateIpAddresses", || {
+            .call_with("AssignPrivateIpAddresses", Repeat::NotAfterUnknown, || {
                 self.client
                     .assign_private_ip_addresses()
                     .network_interface_id(eni)
@@ -180,7 +196,7 @@ impl Ec2 for AwsEc2 {
 
     async fn assign_ipv6_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv6Addr>, CloudError> {
         let out = self
-            .call("AssignIpv6Addresses", || {
+            .call_with("AssignIpv6Addresses", Repeat::NotAfterUnknown, || {
                 self.client
                     .assign_ipv6_addresses()
                     .network_interface_id(eni)

@@ -167,6 +167,15 @@ impl FakeAws {
             .map(|v| v.eni_id.clone())
     }
 
+    /// The free addresses EC2 would choose next.
+    fn chosen_v4(&self, count: u32) -> Vec<Ipv4Addr> {
+        (4..255u8)
+            .map(|i| Ipv4Addr::new(198, 18, 1, i))
+            .filter(|a| self.holder(IpAddr::V4(*a)).is_none())
+            .take(count as usize)
+            .collect()
+    }
+
     fn in_use(&self, action: &'static str, addr: impl std::fmt::Display) -> CloudError {
         CloudError::Api {
             action,
@@ -333,11 +342,21 @@ impl Ec2 for FakeAws {
 
     async fn assign_ipv4_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv4Addr>, CloudError> {
         self.enter("AssignPrivateIpAddresses")?;
-        let chosen: Vec<Ipv4Addr> = (4..255u8)
-            .map(|i| Ipv4Addr::new(198, 18, 1, i))
-            .filter(|a| self.holder(IpAddr::V4(*a)).is_none())
-            .take(count as usize)
-            .collect();
+        if self.applied_by_an_earlier_attempt.replace(false) {
+            // Carried out, but the answer never came back (a timeout).
+            let lost = self.chosen_v4(count);
+            self.enis
+                .borrow_mut()
+                .get_mut(eni)
+                .unwrap()
+                .ipv4
+                .extend(&lost);
+            return Err(CloudError::Transient {
+                action: "AssignPrivateIpAddresses",
+                reason: "no answer before the deadline (timeoutMs)".into(),
+            });
+        }
+        let chosen = self.chosen_v4(count);
         self.enis
             .borrow_mut()
             .get_mut(eni)

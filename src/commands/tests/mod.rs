@@ -246,3 +246,4 @@ fn gc_keeps_going_past_a_failure_and_reports_it() {
 mod batching;
 mod handoff;
 mod hardening;
+mod unknown;
