@@ -8,6 +8,8 @@ IMAGE   ?= aws-eni-ip:$(VERSION)
 DIST_DIR     ?= target/dist
 DIST_ARCHS   ?= x86_64 aarch64
 DIST_PROFILE ?= release
+# Outside the clone: CI runs in a fresh clone on the same machine and finds the release build warm.
+DIST_TARGET  ?= $(HOME)/.cache/aws-eni-ip/target-dist
 # zig and cargo-zigbuild (PyPI, pinned) in a venv of their own: cargo-lambda (make hook) pins an
 # older zig in target/tools, and the two never share a PATH.
 DIST_TOOLS   := $(CURDIR)/target/dist-tools
@@ -30,7 +32,7 @@ GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCAC
 VNG_VERSION := 1.42
 VNG_VENV    := target/vng
 
-.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image image-push dist dist-build dist-check dist-tools image-test lint-k8s lint-iam
+.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image image-push dist dist-build dist-ci dist-check dist-tools image-test lint-k8s lint-iam lint-chart lint-deny manifests
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -41,13 +43,17 @@ help:
 	@echo "make e2e-ipvlan  the ipvlan end-to-end cases in a VM whose kernel has ipvlan (root; ~6 min after make release)"
 	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
 	@echo "make bench     benchmark (release build)"
-	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver, cfn-lint, kubernetes-validate and parliament of install/"
+	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver, cfn-lint, kubernetes-validate and parliament of install/, the chart, cargo deny"
+	@echo "make lint-chart  helm lint (helm pinned, built into ~/.cache/aws-eni-ip/tools) and kubernetes-validate of the chart's renderings; install/daemonset.yaml current"
+	@echo "make lint-deny cargo deny check licenses bans sources (cargo-deny pinned, into ~/.cache/aws-eni-ip/tools)"
+	@echo "make manifests Chart.yaml's version from Cargo.toml; install/daemonset.yaml = helm template of the chart's defaults"
 	@echo "make lint-cfn  cfn-lint (pinned, from PyPI into target/tools) of install/node-group-hook.yaml"
 	@echo "make lint-k8s  kubernetes-validate --strict (pinned, into target/tools) of install/daemonset.yaml"
 	@echo "make lint-iam  parliament (pinned, into target/tools) of install/iam-policy*.json"
 	@echo "make hook      the node-group hook's Lambda bundle: target/lambda/aws-eni-ip-hook/bootstrap.zip"
 	@echo "make install   copy target/release/aws-eni-ip to \$$(DESTDIR)/opt/cni/bin"
 	@echo "make dist      static musl binaries (x86_64, aarch64), tar.gz each, SHA256SUMS in target/dist; then dist-check"
+	@echo "make dist-ci   CI's release build: this arch's binary, tar.gz and SHA256SUMS in target/dist, the other arch type-checked"
 	@echo "make dist-check  aarch64 binary under qemu-user-static: version, VERSION, ADD/DEL against ec2-sim (root)"
 	@echo "make image     podman build of install/Dockerfile from target/dist: manifest \$$(IMAGE) for amd64 + arm64"
 	@echo "make image-push REGISTRY=…  push that manifest list to REGISTRY/aws-eni-ip:\$$(VERSION)"
@@ -125,7 +131,20 @@ hook: $(TOOLS)/bin/python
 	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH cargo-lambda lambda build --release --locked -p aws-eni-ip-hook --output-format zip
 	@ls -l target/lambda/aws-eni-ip-hook/bootstrap.zip
 
-lint: lint-cfn lint-k8s lint-iam
+# The chart: install/daemonset.yaml and Chart.yaml current, helm lint, schema checks of its renderings.
+lint-chart: $(TOOLS)/bin/python
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(K8S_VALIDATE)
+	bash scripts/lint-chart.sh $(TOOLS)/bin/kubernetes-validate
+
+# Licenses, bans and sources against deny.toml; advisories need the RustSec database (network).
+lint-deny:
+	"$$(bash scripts/tools/cargo-deny.sh)" --locked check licenses bans sources
+
+# Chart.yaml's version from Cargo.toml, and install/daemonset.yaml from the chart's default values.
+manifests:
+	bash scripts/manifests.sh
+
+lint: lint-cfn lint-k8s lint-iam lint-chart lint-deny
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@if command -v go >/dev/null; then \
@@ -145,7 +164,11 @@ dist-tools:
 dist: dist-build dist-check
 
 dist-build: dist-tools
-	PATH=$(DIST_TOOLS)/bin:$$PATH bash scripts/dist.sh $(DIST_DIR) $(DIST_PROFILE) $(DIST_ARCHS)
+	CARGO_TARGET_DIR=$(DIST_TARGET) PATH=$(DIST_TOOLS)/bin:$$PATH bash scripts/dist.sh $(DIST_DIR) $(DIST_PROFILE) $(DIST_ARCHS)
+
+# CI's release build: this arch in full with checksums, the other type-checked (scripts/dist-ci.sh).
+dist-ci: dist-tools
+	CARGO_TARGET_DIR=$(DIST_TARGET) PATH=$(DIST_TOOLS)/bin:$$PATH bash scripts/dist-ci.sh $(DIST_DIR) $(DIST_PROFILE)
 
 dist-check: deps
 	@bash scripts/install-deps.sh qemu-user-static

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make dist: static musl binaries of aws-eni-ip, one tar.gz per architecture, and SHA256SUMS.
 # Usage: scripts/dist.sh OUT_DIR PROFILE ARCH...   (ARCH: x86_64 | aarch64; PROFILE: a cargo profile)
+# Builds in $CARGO_TARGET_DIR when set (make dist: outside the clone, so a fresh clone's build is warm).
 #
 # Cross-compiles with cargo-zigbuild (zig as the C compiler and linker for aws-lc-sys and the
 # final link): one toolchain for both architectures, from PyPI, no emulated compiler.
@@ -38,8 +39,8 @@ for arch in "$@"; do
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
   echo "dist: building $triple ($PROFILE)"
   cargo zigbuild --locked --profile "$PROFILE" --target "$triple" -p aws-eni-ip --bin aws-eni-ip
-  built=target/$triple/$PROFILE/aws-eni-ip
-  [[ $PROFILE == dev ]] && built=target/$triple/debug/aws-eni-ip
+  built=${CARGO_TARGET_DIR:-target}/$triple/$PROFILE/aws-eni-ip
+  [[ $PROFILE == dev ]] && built=${CARGO_TARGET_DIR:-target}/$triple/debug/aws-eni-ip
 
   # Static means no program interpreter and no shared libraries: the host's libc is never used.
   if readelf -lW "$built" | grep -q 'Requesting program interpreter' ||

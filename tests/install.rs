@@ -528,6 +528,34 @@ fn daemonset_runs_the_agent_with_only_the_privileges_it_uses() {
 }
 
 #[test]
+fn chart_image_tag_and_binary_take_the_one_cargo_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(aws_eni_ip::VERSION, version);
+    let stale = "differs from Cargo.toml's version: run make manifests";
+    let chart = yaml(&Path::new(REPO).join("charts/aws-eni-ip/Chart.yaml"));
+    assert_eq!(chart["version"], version, "Chart.yaml version {stale}");
+    assert_eq!(
+        chart["appVersion"], version,
+        "Chart.yaml appVersion {stale}"
+    );
+    // An empty tag is the appVersion: no second copy of the version in values.yaml.
+    let values = yaml(&Path::new(REPO).join("charts/aws-eni-ip/values.yaml"));
+    assert_eq!(values["image"]["tag"], "", "values.yaml image.tag");
+    let ds = yaml(&Path::new(REPO).join("install/daemonset.yaml"));
+    for c in ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+    {
+        let image = c["image"].as_str().unwrap();
+        assert!(
+            image.ends_with(&format!(":{version}")),
+            "install/daemonset.yaml {}: image {image} {stale}",
+            c["name"]
+        );
+    }
+}
+
+#[test]
 fn iam_policies_grant_only_what_the_plugin_calls_in_every_partition() {
     for file in ["install/iam-policy.json", "install/iam-policy-subnet.json"] {
         check_policy(file);
