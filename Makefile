@@ -45,7 +45,7 @@ help:
 	@echo "make lint-cfn  cfn-lint (pinned, from PyPI into target/tools) of install/node-group-hook.yaml"
 	@echo "make lint-k8s  kubernetes-validate --strict (pinned, into target/tools) of install/daemonset.yaml"
 	@echo "make lint-iam  parliament (pinned, into target/tools) of install/iam-policy*.json"
-	@echo "make hook      the node-group hook's Lambda bundle: target/lambda/aws-eni-ip-hook/bootstrap.zip"
+	@echo "make hook      the node-group hook's Lambda zips: target/lambda/{x86_64,arm64}/aws-eni-ip-hook/bootstrap.zip"
 	@echo "make install   copy target/release/aws-eni-ip to \$$(DESTDIR)/opt/cni/bin"
 	@echo "make dist      static musl binaries (x86_64, aarch64), tar.gz each, SHA256SUMS in target/dist; then dist-check"
 	@echo "make dist-check  aarch64 binary under qemu-user-static: version, VERSION, ADD/DEL against ec2-sim (root)"
@@ -119,11 +119,31 @@ lint-iam: $(TOOLS)/bin/python
 	$(TOOLS)/bin/parliament --config install/parliament.yaml \
 	  --files install/iam-policy.json,install/iam-policy-subnet.json </dev/null
 
-# cargo-lambda cross-builds with zig; both come from PyPI. Upload the zip and deploy the template.
-hook: $(TOOLS)/bin/python
-	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CARGO_LAMBDA)
-	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH cargo-lambda lambda build --release --locked -p aws-eni-ip-hook --output-format zip
-	@ls -l target/lambda/aws-eni-ip-hook/bootstrap.zip
+# The hook's Lambda zip for both architectures: cargo-lambda cross-builds static musl binaries with
+# zig (both from PyPI, pinned). Tools and build dir live outside the clone so a fresh clone (CI)
+# starts warm; the zips land in the clone, one directory per architecture.
+AEI_CACHE        ?= $(HOME)/.cache/aws-eni-ip
+HOOK_TOOLS       ?= $(AEI_CACHE)/hook-tools
+HOOK_TARGET_DIR  ?= $(AEI_CACHE)/hook-target
+HOOK_LAMBDA_DIR  ?= $(CURDIR)/target/lambda
+HOOK_ARCHS       ?= x86_64 arm64
+
+hook:
+	@grep -qxF '$(CARGO_LAMBDA)' $(HOOK_TOOLS)/pinned 2>/dev/null || { \
+	  bash scripts/install-deps.sh python3 python3-venv && python3 -m venv $(HOOK_TOOLS) && \
+	  $(HOOK_TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CARGO_LAMBDA) && \
+	  echo '$(CARGO_LAMBDA)' > $(HOOK_TOOLS)/pinned; }
+	@for arch in $(HOOK_ARCHS); do \
+	  case $$arch in x86_64) target=x86_64-unknown-linux-musl;; arm64) target=aarch64-unknown-linux-musl;; \
+	    *) echo "make hook: HOOK_ARCHS: $$arch is not x86_64 or arm64" >&2; exit 2;; esac; \
+	  echo "== hook $$arch ($$target)"; \
+	  PATH=$(HOOK_TOOLS)/bin:$$PATH CARGO_TARGET_DIR=$(HOOK_TARGET_DIR) \
+	    cargo-lambda lambda build --release --locked -p aws-eni-ip-hook --target $$target \
+	    --output-format zip --lambda-dir $(HOOK_LAMBDA_DIR)/$$arch || exit 1; \
+	  $(HOOK_TOOLS)/bin/python -m zipfile -l $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip | grep -q '^bootstrap ' || { \
+	    echo "make hook: $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip holds no bootstrap" >&2; exit 1; }; \
+	  ls -l $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip; \
+	done
 
 lint: lint-cfn lint-k8s lint-iam
 	$(CARGO) fmt --all -- --check

@@ -228,7 +228,11 @@ pub fn event(instance: &str, transition: &str, hook: &str, token: &str) -> Value
     })
 }
 
-/// Opens the lifecycle action in the simulator, as Auto Scaling does, and queues its event.
+/// The hooks install/node-group-hook.yaml creates (the function's default LIFECYCLE_HOOK_NAMES).
+pub const OUR_LAUNCH_HOOK: &str = "aws-eni-ip-launch";
+pub const OUR_TERMINATE_HOOK: &str = "aws-eni-ip-terminate";
+
+/// Opens the lifecycle action of our hook in the simulator, as Auto Scaling does, and queues its event.
 pub fn fire(
     api: &RuntimeApi,
     sim: &ec2_sim::Sim,
@@ -236,10 +240,21 @@ pub fn fire(
     transition: &str,
 ) -> (String, Value) {
     let hook = if transition == LAUNCHING {
-        "multus-launch"
+        OUR_LAUNCH_HOOK
     } else {
-        "multus-terminate"
+        OUR_TERMINATE_HOOK
     };
+    fire_hook(api, sim, instance, transition, hook)
+}
+
+/// The same for any hook of the group, ours or another tool's.
+pub fn fire_hook(
+    api: &RuntimeApi,
+    sim: &ec2_sim::Sim,
+    instance: &str,
+    transition: &str,
+    hook: &str,
+) -> (String, Value) {
     let a = sim.open_lifecycle_action(GROUP, hook, instance, transition, None);
     let e = event(instance, transition, hook, &a.lifecycle_action_token);
     (api.invoke(e.clone()), e)
