@@ -30,7 +30,7 @@ GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCAC
 VNG_VERSION := 1.42
 VNG_VENV    := target/vng
 
-.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image image-push dist dist-build dist-check dist-tools image-test lint-k8s lint-iam
+.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook hook-e2e moto install image image-push dist dist-build dist-check dist-tools image-test lint-k8s lint-iam
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -46,6 +46,7 @@ help:
 	@echo "make lint-k8s  kubernetes-validate --strict (pinned, into target/tools) of install/daemonset.yaml"
 	@echo "make lint-iam  parliament (pinned, into target/tools) of install/iam-policy*.json"
 	@echo "make hook      the node-group hook's Lambda zips: target/lambda/{x86_64,arm64}/aws-eni-ip-hook/bootstrap.zip"
+	@echo "make hook-e2e  the hook's end-to-end test against moto's server (PyPI, pinned, venv in ~/.cache/aws-eni-ip)"
 	@echo "make install   copy target/release/aws-eni-ip to \$$(DESTDIR)/opt/cni/bin"
 	@echo "make dist      static musl binaries (x86_64, aarch64), tar.gz each, SHA256SUMS in target/dist; then dist-check"
 	@echo "make dist-check  aarch64 binary under qemu-user-static: version, VERSION, ADD/DEL against ec2-sim (root)"
@@ -73,7 +74,7 @@ unit:
 	$(CARGO) test --locked -p aws-eni-ip --lib --bins --test properties --test conf_examples --test install --test budget
 	$(CARGO) test --locked -p ec2-sim
 
-test: deps image-test
+test: deps image-test moto
 	AEI_IMAGE=$(IMAGE_TEST) AEI_IMAGE_BINARY=$(CURDIR)/$(IMAGE_TEST_DIR)/linux/$(HOST_DOCKER_ARCH)/aws-eni-ip \
 	AEI_PODMAN="$(PODMAN)" $(CARGO) test --workspace --locked
 
@@ -144,6 +145,22 @@ hook:
 	    echo "make hook: $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip holds no bootstrap" >&2; exit 1; }; \
 	  ls -l $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip; \
 	done
+
+# moto's server (PyPI, pinned) for the hook's end-to-end test (hook/tests/moto.rs), in a venv
+# outside the clone so CI finds it warm; the test finds it there (or at $$AEI_MOTO_SERVER).
+MOTO_VENV ?= $(AEI_CACHE)/venv-moto
+MOTO_PYPI := moto[server]==5.2.5
+
+moto:
+	@grep -qxF '$(MOTO_PYPI)' $(MOTO_VENV)/pinned 2>/dev/null || { \
+	  bash scripts/install-deps.sh python3 python3-venv && python3 -m venv $(MOTO_VENV) && \
+	  $(MOTO_VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_PYPI)' && \
+	  echo '$(MOTO_PYPI)' > $(MOTO_VENV)/pinned; }
+
+# The hook against moto's EC2 and Auto Scaling (lifecycle actions in ec2-sim: moto has no
+# CompleteLifecycleAction); no root needed.
+hook-e2e: moto
+	AEI_MOTO_SERVER=$(MOTO_VENV)/bin/moto_server $(CARGO) test --locked -p aws-eni-ip-hook --test moto
 
 lint: lint-cfn lint-k8s lint-iam
 	$(CARGO) fmt --all -- --check

@@ -181,6 +181,16 @@ impl Drop for Function {
 }
 
 pub fn start_function(api: &RuntimeApi, sim: &ec2_sim::Sim, config: &[(&str, &str)]) -> Function {
+    start_function_at(api, &sim.ec2_url(), &sim.autoscaling_url(), config)
+}
+
+/// The function against any EC2 and Auto Scaling endpoints (moto, a proxy, the simulator).
+pub fn start_function_at(
+    api: &RuntimeApi,
+    ec2_url: &str,
+    autoscaling_url: &str,
+    config: &[(&str, &str)],
+) -> Function {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aws-eni-ip-hook"));
     c.env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -192,8 +202,8 @@ pub fn start_function(api: &RuntimeApi, sim: &ec2_sim::Sim, config: &[(&str, &st
         .env("AWS_SECRET_ACCESS_KEY", "lambda-secret")
         .env("AWS_SESSION_TOKEN", "lambda-session")
         .env("AWS_REGION", "us-west-2")
-        .env("AWS_ENDPOINT_URL_EC2", sim.ec2_url())
-        .env("AWS_ENDPOINT_URL_AUTO_SCALING", sim.autoscaling_url())
+        .env("AWS_ENDPOINT_URL_EC2", ec2_url)
+        .env("AWS_ENDPOINT_URL_AUTO_SCALING", autoscaling_url)
         .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         .env(
             "AWS_SHARED_CREDENTIALS_FILE",
