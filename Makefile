@@ -32,7 +32,7 @@ GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCAC
 VNG_VERSION := 1.42
 VNG_VENV    := target/vng
 
-.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook install image image-push dist dist-build dist-ci dist-check dist-tools image-test lint-k8s lint-iam lint-chart lint-deny manifests
+.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook hook-e2e moto install image image-push dist dist-build dist-ci dist-check dist-tools image-test lint-k8s lint-iam lint-chart lint-deny manifests
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -50,7 +50,8 @@ help:
 	@echo "make lint-cfn  cfn-lint (pinned, from PyPI into target/tools) of install/node-group-hook.yaml"
 	@echo "make lint-k8s  kubernetes-validate --strict (pinned, into target/tools) of install/daemonset.yaml"
 	@echo "make lint-iam  parliament (pinned, into target/tools) of install/iam-policy*.json"
-	@echo "make hook      the node-group hook's Lambda bundle: target/lambda/aws-eni-ip-hook/bootstrap.zip"
+	@echo "make hook      the node-group hook's Lambda zips: target/lambda/{x86_64,arm64}/aws-eni-ip-hook/bootstrap.zip"
+	@echo "make hook-e2e  the hook's end-to-end test against moto's server (PyPI, pinned, venv in ~/.cache/aws-eni-ip)"
 	@echo "make install   copy target/release/aws-eni-ip to \$$(DESTDIR)/opt/cni/bin"
 	@echo "make dist      static musl binaries (x86_64, aarch64), tar.gz each, SHA256SUMS in target/dist; then dist-check"
 	@echo "make dist-ci   CI's release build: this arch's binary, tar.gz and SHA256SUMS in target/dist, the other arch type-checked"
@@ -79,7 +80,7 @@ unit:
 	$(CARGO) test --locked -p aws-eni-ip --lib --bins --test properties --test conf_examples --test install --test budget
 	$(CARGO) test --locked -p ec2-sim
 
-test: deps image-test
+test: deps image-test moto
 	AEI_IMAGE=$(IMAGE_TEST) AEI_IMAGE_BINARY=$(CURDIR)/$(IMAGE_TEST_DIR)/linux/$(HOST_DOCKER_ARCH)/aws-eni-ip \
 	AEI_PODMAN="$(PODMAN)" $(CARGO) test --workspace --locked
 
@@ -125,11 +126,47 @@ lint-iam: $(TOOLS)/bin/python
 	$(TOOLS)/bin/parliament --config install/parliament.yaml \
 	  --files install/iam-policy.json,install/iam-policy-subnet.json </dev/null
 
-# cargo-lambda cross-builds with zig; both come from PyPI. Upload the zip and deploy the template.
-hook: $(TOOLS)/bin/python
-	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CARGO_LAMBDA)
-	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH cargo-lambda lambda build --release --locked -p aws-eni-ip-hook --output-format zip
-	@ls -l target/lambda/aws-eni-ip-hook/bootstrap.zip
+# The hook's Lambda zip for both architectures: cargo-lambda cross-builds static musl binaries with
+# zig (both from PyPI, pinned). Tools and build dir live outside the clone so a fresh clone (CI)
+# starts warm; the zips land in the clone, one directory per architecture.
+AEI_CACHE        ?= $(HOME)/.cache/aws-eni-ip
+HOOK_TOOLS       ?= $(AEI_CACHE)/hook-tools
+HOOK_TARGET_DIR  ?= $(AEI_CACHE)/hook-target
+HOOK_LAMBDA_DIR  ?= $(CURDIR)/target/lambda
+HOOK_ARCHS       ?= x86_64 arm64
+
+hook:
+	@grep -qxF '$(CARGO_LAMBDA)' $(HOOK_TOOLS)/pinned 2>/dev/null || { \
+	  bash scripts/install-deps.sh python3 python3-venv && python3 -m venv $(HOOK_TOOLS) && \
+	  $(HOOK_TOOLS)/bin/pip install --quiet --disable-pip-version-check $(CARGO_LAMBDA) && \
+	  echo '$(CARGO_LAMBDA)' > $(HOOK_TOOLS)/pinned; }
+	@for arch in $(HOOK_ARCHS); do \
+	  case $$arch in x86_64) target=x86_64-unknown-linux-musl;; arm64) target=aarch64-unknown-linux-musl;; \
+	    *) echo "make hook: HOOK_ARCHS: $$arch is not x86_64 or arm64" >&2; exit 2;; esac; \
+	  echo "== hook $$arch ($$target)"; \
+	  PATH=$(HOOK_TOOLS)/bin:$$PATH CARGO_TARGET_DIR=$(HOOK_TARGET_DIR) \
+	    cargo-lambda lambda build --release --locked -p aws-eni-ip-hook --target $$target \
+	    --output-format zip --lambda-dir $(HOOK_LAMBDA_DIR)/$$arch || exit 1; \
+	  $(HOOK_TOOLS)/bin/python -m zipfile -l $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip | grep -q '^bootstrap ' || { \
+	    echo "make hook: $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip holds no bootstrap" >&2; exit 1; }; \
+	  ls -l $(HOOK_LAMBDA_DIR)/$$arch/aws-eni-ip-hook/bootstrap.zip; \
+	done
+
+# moto's server (PyPI, pinned) for the hook's end-to-end test (hook/tests/moto.rs), in a venv
+# outside the clone so CI finds it warm; the test finds it there (or at $$AEI_MOTO_SERVER).
+MOTO_VENV ?= $(AEI_CACHE)/venv-moto
+MOTO_PYPI := moto[server]==5.2.5
+
+moto:
+	@grep -qxF '$(MOTO_PYPI)' $(MOTO_VENV)/pinned 2>/dev/null || { \
+	  bash scripts/install-deps.sh python3 python3-venv && python3 -m venv $(MOTO_VENV) && \
+	  $(MOTO_VENV)/bin/pip install --quiet --disable-pip-version-check '$(MOTO_PYPI)' && \
+	  echo '$(MOTO_PYPI)' > $(MOTO_VENV)/pinned; }
+
+# The hook against moto's EC2 and Auto Scaling (lifecycle actions in ec2-sim: moto has no
+# CompleteLifecycleAction); no root needed.
+hook-e2e: moto
+	AEI_MOTO_SERVER=$(MOTO_VENV)/bin/moto_server $(CARGO) test --locked -p aws-eni-ip-hook --test moto
 
 # The chart: install/daemonset.yaml and Chart.yaml current, helm lint, schema checks of its renderings.
 lint-chart: $(TOOLS)/bin/python

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
     TagSpecification,
 };
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 /// The tag naming the instance an ENI was made for; how a later delivery finds it again.
@@ -28,6 +28,8 @@ pub struct HookEni {
     /// (attachment id, instance, device index) while attached.
     pub attachment: Option<(String, String, i32)>,
     pub delete_on_termination: bool,
+    /// Every address but the primary IPv4: what pods (through the plugin) hold on it.
+    pub pod_addresses: Vec<IpAddr>,
 }
 
 fn hook_eni(ni: &NetworkInterface) -> HookEni {
@@ -51,6 +53,19 @@ fn hook_eni(ni: &NetworkInterface) -> HookEni {
             ))
         }),
         delete_on_termination: att.and_then(|a| a.delete_on_termination()) == Some(true),
+        pod_addresses: ni
+            .private_ip_addresses()
+            .iter()
+            .filter(|a| {
+                a.primary() != Some(true) && a.private_ip_address() != ni.private_ip_address()
+            })
+            .filter_map(|a| a.private_ip_address()?.parse().ok())
+            .chain(
+                ni.ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| a.ipv6_address()?.parse().ok()),
+            )
+            .collect(),
     }
 }
 
@@ -106,6 +121,27 @@ impl NodeGroupAws {
                 message: format!("{instance_id} has no placement in the reply"),
                 maybe_applied: false,
             })
+    }
+
+    /// The instance's EC2 state (`running`, `stopping`, …); `None` once EC2 no longer knows it.
+    pub async fn instance_state(&self, instance_id: &str) -> Result<Option<String>, CloudError> {
+        let r = sdk_call(&self.policy, "DescribeInstances", || {
+            self.ec2
+                .describe_instances()
+                .instance_ids(instance_id)
+                .send()
+        })
+        .await;
+        match r {
+            Ok(out) => Ok(out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find_map(|i| i.state()?.name())
+                .map(|n| n.as_str().to_string())),
+            Err(e) if e.api_code() == Some("InvalidInstanceID.NotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every ENI this hook made for the instance, attached or not.

@@ -2,6 +2,7 @@
 //! value fails the init (visible in the function's log) instead of every instance launch.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// How a new Multus ENI gets its primary address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,13 +27,31 @@ pub struct HookConfig {
     pub security_groups: Vec<String>,
     pub extra_tags: BTreeMap<String, String>,
     pub worker_ip_mode: WorkerIpMode,
+    /// The lifecycle hooks this function completes; any other hook's event is logged and ignored.
+    pub own_hooks: Vec<String>,
+    /// How long terminate waits for the node's Multus ENIs to lose their pod addresses.
+    pub drain_timeout: Duration,
+    /// The lifecycle hooks' heartbeat timeout: no work may outlast it (Auto Scaling moves on).
+    pub heartbeat_timeout: Duration,
 }
+
+/// Time kept, after the drain wait, for detaching, deleting and completing the action.
+pub const REMOVAL_RESERVE: Duration = Duration::from_secs(30);
+/// The hook names install/node-group-hook.yaml creates.
+pub const DEFAULT_HOOKS: [&str; 2] = ["aws-eni-ip-launch", "aws-eni-ip-terminate"];
+const DEFAULT_DRAIN_SECONDS: u64 = 180;
+const DEFAULT_HEARTBEAT_SECONDS: u64 = 300;
+/// A Lambda invocation lasts at most 15 minutes.
+const LAMBDA_MAX_SECONDS: u64 = 900;
 
 pub const SUBNETS: &str = "MULTUS_SUBNETS";
 pub const DEVICE_INDEXES: &str = "MULTUS_DEVICE_INDEXES";
 pub const SECURITY_GROUPS: &str = "MULTUS_SECURITY_GROUPS";
 pub const TAGS: &str = "MULTUS_TAGS";
 pub const MODE: &str = "WORKER_IP_MODE";
+pub const HOOK_NAMES: &str = "LIFECYCLE_HOOK_NAMES";
+pub const DRAIN_TIMEOUT: &str = "DRAIN_TIMEOUT_SECONDS";
+pub const HEARTBEAT_TIMEOUT: &str = "HEARTBEAT_TIMEOUT_SECONDS";
 
 fn list(v: Option<String>) -> Vec<String> {
     v.unwrap_or_default()
@@ -103,6 +122,29 @@ impl HookConfig {
                 ))
             }
         };
+        let mut own_hooks = list(get(HOOK_NAMES));
+        if own_hooks.is_empty() {
+            own_hooks = DEFAULT_HOOKS.iter().map(|h| h.to_string()).collect();
+        }
+        let seconds = |var: &str, default: u64, min: u64| -> Result<u64, String> {
+            match get(var).as_deref().map(str::trim) {
+                None | Some("") => Ok(default),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if (min..=LAMBDA_MAX_SECONDS).contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "{var}: {v:?} is not a number of seconds from {min} to {LAMBDA_MAX_SECONDS}"
+                    )),
+                },
+            }
+        };
+        let drain = seconds(DRAIN_TIMEOUT, DEFAULT_DRAIN_SECONDS, 0)?;
+        let heartbeat = seconds(HEARTBEAT_TIMEOUT, DEFAULT_HEARTBEAT_SECONDS, 30)?;
+        if drain + REMOVAL_RESERVE.as_secs() > heartbeat {
+            return Err(format!(
+                "{DRAIN_TIMEOUT} ({drain}) leaves less than {} s of {HEARTBEAT_TIMEOUT} ({heartbeat}) for removing the ENIs: lower the drain timeout or raise the lifecycle hooks' heartbeat timeout",
+                REMOVAL_RESERVE.as_secs()
+            ));
+        }
         Ok(HookConfig {
             subnets: subnet_ids
                 .into_iter()
@@ -115,7 +157,15 @@ impl HookConfig {
             security_groups,
             extra_tags,
             worker_ip_mode,
+            own_hooks,
+            drain_timeout: Duration::from_secs(drain),
+            heartbeat_timeout: Duration::from_secs(heartbeat),
         })
+    }
+
+    /// Whether this function created `hook`, so may complete its actions.
+    pub fn owns(&self, hook: &str) -> bool {
+        self.own_hooks.iter().any(|h| h == hook)
     }
 }
 
@@ -182,9 +232,44 @@ mod tests {
             (vec![(SUBNETS, "subnet-a"), (TAGS, "novalue")], TAGS),
             (vec![(SUBNETS, "subnet-a"), (TAGS, "aws:x=1")], TAGS),
             (vec![(SUBNETS, "subnet-a"), (MODE, "static")], MODE),
+            (
+                vec![(SUBNETS, "subnet-a"), (DRAIN_TIMEOUT, "3m")],
+                DRAIN_TIMEOUT,
+            ),
+            (
+                vec![(SUBNETS, "subnet-a"), (HEARTBEAT_TIMEOUT, "7200")],
+                HEARTBEAT_TIMEOUT,
+            ),
+            (
+                vec![
+                    (SUBNETS, "subnet-a"),
+                    (DRAIN_TIMEOUT, "280"),
+                    (HEARTBEAT_TIMEOUT, "300"),
+                ],
+                DRAIN_TIMEOUT,
+            ),
         ] {
             let e = HookConfig::from_env(env(&pairs)).unwrap_err();
             assert!(e.starts_with(word), "{e}");
         }
+    }
+
+    #[test]
+    fn only_the_named_lifecycle_hooks_are_owned_and_the_templates_names_are_the_default() {
+        let c = HookConfig::from_env(env(&[(SUBNETS, "subnet-a")])).unwrap();
+        assert!(c.owns("aws-eni-ip-launch") && c.owns("aws-eni-ip-terminate"));
+        assert!(!c.owns("eks-node-drain"), "a foreign hook is not ours");
+        let c = HookConfig::from_env(env(&[
+            (SUBNETS, "subnet-a"),
+            (HOOK_NAMES, "ng1-multus-launch, ng1-multus-terminate"),
+        ]))
+        .unwrap();
+        assert!(c.owns("ng1-multus-terminate"));
+        assert!(
+            !c.owns("aws-eni-ip-launch"),
+            "the default is replaced, not added to"
+        );
+        assert_eq!(c.drain_timeout, Duration::from_secs(180));
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(300));
     }
 }

@@ -30,6 +30,14 @@ pub enum Transition {
     Terminating(LifecycleDetail),
 }
 
+impl Transition {
+    pub fn detail(&self) -> &LifecycleDetail {
+        match self {
+            Transition::Launching(d) | Transition::Terminating(d) => d,
+        }
+    }
+}
+
 /// Parses an EventBridge event; the error says what was missing.
 pub fn parse(event: &serde_json::Value) -> Result<Transition, String> {
     let e: Envelope = serde_json::from_value(event.clone())

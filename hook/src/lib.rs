@@ -4,6 +4,8 @@
 
 pub mod aws;
 pub mod config;
+pub mod drain;
 pub mod event;
 pub mod lifecycle;
+pub mod settle;
 pub mod worker_ip;

@@ -1,11 +1,14 @@
 //! Launch: for each Multus subnet of the instance's zone, find or create its ENI (tagged
 //! no_manage and with the instance), attach it at its device index with DeleteOnTermination, then
-//! CONTINUE; on any failure remove what this invocation handled and ABANDON. Terminate: detach and
-//! delete the instance's ENIs, then CONTINUE.
+//! CONTINUE; on any failure remove what this invocation handled and ABANDON. EC2's eventual
+//! consistency right after launch is retried (settle). Terminate: wait (bounded) for the node to
+//! drain, detach and delete the instance's ENIs, then CONTINUE.
 
 use crate::aws::{Completion, HookEni, NodeGroupAws, DEVICE_TAG, INSTANCE_TAG};
-use crate::config::{HookConfig, WorkerIpMode};
+use crate::config::{HookConfig, WorkerIpMode, REMOVAL_RESERVE};
+use crate::drain::{self, Drain};
 use crate::event::{LifecycleDetail, LAUNCHING, TERMINATING};
+use crate::settle::{settled, AFTER_LAUNCH};
 use crate::worker_ip::lowest_free;
 use aws_eni_ip::cloud::subnet::SubnetEc2;
 use aws_eni_ip::cloud::{CloudError, NO_MANAGE_TAG};
@@ -42,6 +45,9 @@ pub struct Report {
     pub removed: Vec<String>,
     pub error: Option<String>,
     pub cleanup_errors: Vec<String>,
+    /// Terminate only: how the wait for the node to drain ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
 }
 
 fn client_token(parts: &[&str]) -> String {
@@ -123,10 +129,11 @@ async fn place(
     handled: &mut Vec<String>,
 ) -> Result<Vec<Placed>, String> {
     let i = &d.instance_id;
-    let zone = aws
-        .instance_zone(i)
-        .await
-        .map_err(|e| failed(format!("reading the zone of {i}"), e))?;
+    let zone = settled(AFTER_LAUNCH, aws.deadline(), "zone", || {
+        aws.instance_zone(i)
+    })
+    .await
+    .map_err(|e| failed(format!("reading the zone of {i}"), e))?;
     let mut wanted = Vec::new();
     for s in &cfg.subnets {
         let facts = aws
@@ -178,7 +185,11 @@ async fn place(
                     eni.eni_id, s.device_index
                 ))
             }
-            None => match aws.attach(&eni.eni_id, i, s.device_index).await {
+            None => match settled(AFTER_LAUNCH, aws.deadline(), "attach", || {
+                aws.attach(&eni.eni_id, i, s.device_index)
+            })
+            .await
+            {
                 Ok(att) => att,
                 Err(e) => attached_meanwhile(aws, &eni.eni_id, i, s.device_index)
                     .await
@@ -194,9 +205,11 @@ async fn place(
             },
         };
         if !eni.delete_on_termination {
-            aws.delete_on_termination(&eni.eni_id, &attachment)
-                .await
-                .map_err(|e| failed(format!("setting DeleteOnTermination on {}", eni.eni_id), e))?;
+            settled(AFTER_LAUNCH, aws.deadline(), "DeleteOnTermination", || {
+                aws.delete_on_termination(&eni.eni_id, &attachment)
+            })
+            .await
+            .map_err(|e| failed(format!("setting DeleteOnTermination on {}", eni.eni_id), e))?;
         }
         placed.push(Placed {
             eni_id: eni.eni_id,
@@ -295,6 +308,7 @@ pub async fn launch(
         removed: Vec::new(),
         error: None,
         cleanup_errors: Vec::new(),
+        drain: None,
     };
     match place(cfg, aws, d, &mut handled).await {
         Ok(enis) => report.enis = enis,
@@ -311,8 +325,13 @@ pub async fn launch(
     Ok(report)
 }
 
-/// The terminate hook: its ENIs go, and termination always continues.
-pub async fn terminate(aws: &NodeGroupAws, d: &LifecycleDetail) -> Result<Report, String> {
+/// The terminate hook: waits (bounded) for the node to drain, then its ENIs go, and termination
+/// always continues.
+pub async fn terminate(
+    cfg: &HookConfig,
+    aws: &NodeGroupAws,
+    d: &LifecycleDetail,
+) -> Result<Report, String> {
     let mut report = Report {
         instance_id: d.instance_id.clone(),
         transition: TERMINATING,
@@ -322,7 +341,22 @@ pub async fn terminate(aws: &NodeGroupAws, d: &LifecycleDetail) -> Result<Report
         removed: Vec::new(),
         error: None,
         cleanup_errors: Vec::new(),
+        drain: None,
     };
+    let until = (Instant::now() + cfg.drain_timeout).min(
+        aws.deadline()
+            .checked_sub(REMOVAL_RESERVE)
+            .unwrap_or_else(Instant::now),
+    );
+    let waited = drain::wait(
+        aws,
+        &d.instance_id,
+        until,
+        drain::poll_interval(cfg.drain_timeout),
+    )
+    .await;
+    tracing::info!(instance = %d.instance_id, drain = ?waited, "drain wait over; removing the ENIs");
+    report.drain = Some(waited);
     match aws.enis_for(&d.instance_id).await {
         Ok(enis) => {
             let ids: Vec<String> = enis.into_iter().map(|e| e.eni_id).collect();

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Kept back from the invocation's deadline so the lifecycle action is completed before it.
 const MARGIN: Duration = Duration::from_secs(2);
 
-/// The invocation's deadline (ms since the epoch, from the Runtime API) as an `Instant`.
-fn deadline(deadline_ms: u64) -> Instant {
+/// The invocation's deadline (ms since the epoch, from the Runtime API) as an `Instant`, and no
+/// later than the lifecycle hooks' heartbeat timeout: past it Auto Scaling has moved on.
+fn deadline(deadline_ms: u64, heartbeat: Duration) -> Instant {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms)).min(heartbeat);
     Instant::now() + left.saturating_sub(MARGIN)
 }
 
@@ -26,10 +27,29 @@ async fn handle(
     shared: &aws_config::SdkConfig,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Error> {
-    let aws = NodeGroupAws::new(shared, deadline(event.context.deadline));
-    let report = match event::parse(&event.payload)? {
-        Transition::Launching(d) => lifecycle::launch(cfg, &aws, &d).await?,
-        Transition::Terminating(d) => lifecycle::terminate(&aws, &d).await?,
+    let transition = event::parse(&event.payload)?;
+    let d = transition.detail();
+    if !cfg.owns(&d.lifecycle_hook_name) {
+        // Another tool's hook (EKS, Karpenter, a drain controller): completing it would skip its work.
+        tracing::warn!(
+            hook = %d.lifecycle_hook_name,
+            instance = %d.instance_id,
+            own = %cfg.own_hooks.join(","),
+            "ignoring a lifecycle action of a hook that is not this function's (LIFECYCLE_HOOK_NAMES)"
+        );
+        return Ok(serde_json::json!({
+            "instanceId": d.instance_id,
+            "transition": d.lifecycle_transition,
+            "ignored": format!("lifecycle hook {} is not one of {}", d.lifecycle_hook_name, cfg.own_hooks.join(", ")),
+        }));
+    }
+    let aws = NodeGroupAws::new(
+        shared,
+        deadline(event.context.deadline, cfg.heartbeat_timeout),
+    );
+    let report = match &transition {
+        Transition::Launching(d) => lifecycle::launch(cfg, &aws, d).await?,
+        Transition::Terminating(d) => lifecycle::terminate(cfg, &aws, d).await?,
     };
     tracing::info!(
         instance = %report.instance_id,

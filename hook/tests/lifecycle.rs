@@ -2,7 +2,9 @@
 //! launch creates, tags and attaches one ENI per Multus subnet of the node's zone and continues;
 //! ten nodes launching at once in static mode get the ten lowest free addresses outside every
 //! reservation; a duplicate delivery makes no second ENI; an attach failure removes what was made
-//! and abandons; terminate detaches and deletes the node's ENIs and continues.
+//! and abandons; terminate detaches and deletes the node's ENIs and continues. A foreign hook's
+//! event on the same group is ignored, its action left pending; terminate waits for the node's
+//! Multus ENIs to lose their pod addresses, bounded by DRAIN_TIMEOUT_SECONDS.
 
 mod common;
 use common::*;
@@ -10,7 +12,7 @@ use ec2_sim::{EniState, Sim};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -29,6 +31,14 @@ fn result_of(sim: &Sim, instance: &str, transition: &str) -> Vec<Option<String>>
     sim.lifecycle_actions()
         .into_iter()
         .filter(|a| a.instance_id == instance && a.lifecycle_transition == transition)
+        .map(|a| a.result)
+        .collect()
+}
+
+fn result_of_hook(sim: &Sim, instance: &str, hook: &str) -> Vec<Option<String>> {
+    sim.lifecycle_actions()
+        .into_iter()
+        .filter(|a| a.instance_id == instance && a.lifecycle_hook_name == hook)
         .map(|a| a.result)
         .collect()
 }
@@ -286,4 +296,159 @@ fn a_bad_configuration_stops_the_function_at_init_naming_the_variable() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("WORKER_IP_MODE"), "{err}");
+}
+
+/// Another tool's hooks on the same group: an EKS-style launch hook and a drain controller's.
+const FOREIGN_LAUNCH_HOOK: &str = "eks-managed-launch";
+const FOREIGN_TERMINATE_HOOK: &str = "drain-controller-terminate";
+
+#[test]
+fn a_foreign_hooks_events_are_ignored_and_its_actions_stay_pending_while_ours_complete() {
+    let sim = Sim::start(world(1)).unwrap();
+    let api = RuntimeApi::start();
+    let _f = start_function(&api, &sim, &[("MULTUS_SUBNETS", MULTUS_A)]);
+    let node = instance(1);
+    let (foreign, _) = fire_hook(&api, &sim, &node, LAUNCHING, FOREIGN_LAUNCH_HOOK);
+    let r = api
+        .wait(&foreign, WAIT)
+        .expect("the foreign event answered");
+    assert!(
+        r["ignored"].as_str().unwrap().contains(FOREIGN_LAUNCH_HOOK),
+        "{r}"
+    );
+    assert!(ours(&sim, &node).is_empty(), "a foreign event made an ENI");
+    let (id, _) = fire(&api, &sim, &node, LAUNCHING);
+    assert_eq!(api.wait(&id, WAIT).unwrap()["result"], "CONTINUE");
+    assert_eq!(ours(&sim, &node).len(), 1);
+    assert_eq!(
+        result_of_hook(&sim, &node, OUR_LAUNCH_HOOK),
+        [Some("CONTINUE".into())]
+    );
+    assert_eq!(
+        result_of_hook(&sim, &node, FOREIGN_LAUNCH_HOOK),
+        [None],
+        "the foreign launch action is still pending after ours ran"
+    );
+    let (foreign, _) = fire_hook(&api, &sim, &node, TERMINATING, FOREIGN_TERMINATE_HOOK);
+    assert!(api.wait(&foreign, WAIT).unwrap()["ignored"].is_string());
+    assert_eq!(
+        ours(&sim, &node).len(),
+        1,
+        "a foreign terminate removed ENIs"
+    );
+    assert_eq!(result_of_hook(&sim, &node, FOREIGN_TERMINATE_HOOK), [None]);
+    assert_eq!(calls(&sim, "DetachNetworkInterface"), 0);
+}
+
+#[test]
+fn hook_names_come_from_lifecycle_hook_names_and_replace_the_defaults() {
+    let sim = Sim::start(world(1)).unwrap();
+    let api = RuntimeApi::start();
+    let _f = start_function(
+        &api,
+        &sim,
+        &[
+            ("MULTUS_SUBNETS", MULTUS_A),
+            (
+                "LIFECYCLE_HOOK_NAMES",
+                "ng1-multus-launch,ng1-multus-terminate",
+            ),
+        ],
+    );
+    let node = instance(1);
+    let (default_named, _) = fire(&api, &sim, &node, LAUNCHING);
+    assert!(api.wait(&default_named, WAIT).unwrap()["ignored"].is_string());
+    let (id, _) = fire_hook(&api, &sim, &node, LAUNCHING, "ng1-multus-launch");
+    assert_eq!(api.wait(&id, WAIT).unwrap()["result"], "CONTINUE");
+    assert_eq!(
+        result_of_hook(&sim, &node, "ng1-multus-launch"),
+        [Some("CONTINUE".into())]
+    );
+    assert_eq!(result_of_hook(&sim, &node, OUR_LAUNCH_HOOK), [None]);
+}
+
+fn pod_address(sim: &Sim, eni: &str, a: &str) -> std::net::IpAddr {
+    let a: std::net::IpAddr = a.parse().unwrap();
+    sim.assign(eni, &[a]);
+    a
+}
+
+#[test]
+fn terminate_waits_for_the_pods_addresses_to_leave_the_multus_enis_then_detaches_deletes_and_continues(
+) {
+    let sim = Sim::start(world(1)).unwrap();
+    let api = RuntimeApi::start();
+    let _f = start_function(
+        &api,
+        &sim,
+        &[
+            ("MULTUS_SUBNETS", MULTUS_A),
+            ("DRAIN_TIMEOUT_SECONDS", "25"),
+        ],
+    );
+    let node = instance(1);
+    let (id, _) = fire(&api, &sim, &node, LAUNCHING);
+    assert_eq!(api.wait(&id, WAIT).unwrap()["result"], "CONTINUE");
+    let eni = ours(&sim, &node)[0].id.clone();
+    let pod = pod_address(&sim, &eni, "198.18.1.200");
+    let started = Instant::now();
+    let (id, _) = fire(&api, &sim, &node, TERMINATING);
+    std::thread::sleep(Duration::from_secs(3));
+    let e = ours(&sim, &node);
+    assert_eq!(
+        e[0].instance_id.as_deref(),
+        Some(node.as_str()),
+        "detached while a pod still held an address"
+    );
+    assert_eq!(result_of(&sim, &node, TERMINATING), [None]);
+    // The pod's DEL: the plugin unassigns its address.
+    sim.unassign(&eni, &[pod]);
+    let r = api.wait(&id, WAIT).unwrap();
+    let took = started.elapsed();
+    assert_eq!(r["result"], "CONTINUE", "{r}");
+    assert_eq!(r["drain"]["outcome"], "drained", "{r}");
+    assert!(r["drain"]["waitedMs"].as_u64().unwrap() >= 3000, "{r}");
+    assert!(
+        took < Duration::from_secs(20),
+        "took {took:?}: not the timeout"
+    );
+    assert_eq!(r["removed"], serde_json::json!([eni]), "{r}");
+    assert!(ours(&sim, &node).is_empty());
+    assert_eq!(
+        result_of(&sim, &node, TERMINATING),
+        [Some("CONTINUE".into())]
+    );
+}
+
+#[test]
+fn terminate_stops_waiting_at_the_drain_timeout_and_still_removes_the_enis_and_continues() {
+    let sim = Sim::start(world(1)).unwrap();
+    let api = RuntimeApi::start();
+    let _f = start_function(
+        &api,
+        &sim,
+        &[("MULTUS_SUBNETS", MULTUS_A), ("DRAIN_TIMEOUT_SECONDS", "3")],
+    );
+    let node = instance(1);
+    let (id, _) = fire(&api, &sim, &node, LAUNCHING);
+    assert_eq!(api.wait(&id, WAIT).unwrap()["result"], "CONTINUE");
+    let eni = ours(&sim, &node)[0].id.clone();
+    pod_address(&sim, &eni, "198.18.1.201");
+    pod_address(&sim, &eni, "198.18.1.202");
+    let started = Instant::now();
+    let (id, _) = fire(&api, &sim, &node, TERMINATING);
+    let r = api.wait(&id, WAIT).unwrap();
+    let took = started.elapsed();
+    assert_eq!(r["drain"]["outcome"], "timedOut", "{r}");
+    assert_eq!(r["drain"]["held"][&eni], 2, "{r}");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(15),
+        "took {took:?} for a 3 s bound"
+    );
+    assert_eq!(r["result"], "CONTINUE", "{r}");
+    assert!(ours(&sim, &node).is_empty(), "the ENI goes all the same");
+    assert_eq!(
+        result_of(&sim, &node, TERMINATING),
+        [Some("CONTINUE".into())]
+    );
 }

@@ -181,6 +181,16 @@ impl Drop for Function {
 }
 
 pub fn start_function(api: &RuntimeApi, sim: &ec2_sim::Sim, config: &[(&str, &str)]) -> Function {
+    start_function_at(api, &sim.ec2_url(), &sim.autoscaling_url(), config)
+}
+
+/// The function against any EC2 and Auto Scaling endpoints (moto, a proxy, the simulator).
+pub fn start_function_at(
+    api: &RuntimeApi,
+    ec2_url: &str,
+    autoscaling_url: &str,
+    config: &[(&str, &str)],
+) -> Function {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aws-eni-ip-hook"));
     c.env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -192,8 +202,8 @@ pub fn start_function(api: &RuntimeApi, sim: &ec2_sim::Sim, config: &[(&str, &st
         .env("AWS_SECRET_ACCESS_KEY", "lambda-secret")
         .env("AWS_SESSION_TOKEN", "lambda-session")
         .env("AWS_REGION", "us-west-2")
-        .env("AWS_ENDPOINT_URL_EC2", sim.ec2_url())
-        .env("AWS_ENDPOINT_URL_AUTO_SCALING", sim.autoscaling_url())
+        .env("AWS_ENDPOINT_URL_EC2", ec2_url)
+        .env("AWS_ENDPOINT_URL_AUTO_SCALING", autoscaling_url)
         .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         .env(
             "AWS_SHARED_CREDENTIALS_FILE",
@@ -228,7 +238,11 @@ pub fn event(instance: &str, transition: &str, hook: &str, token: &str) -> Value
     })
 }
 
-/// Opens the lifecycle action in the simulator, as Auto Scaling does, and queues its event.
+/// The hooks install/node-group-hook.yaml creates (the function's default LIFECYCLE_HOOK_NAMES).
+pub const OUR_LAUNCH_HOOK: &str = "aws-eni-ip-launch";
+pub const OUR_TERMINATE_HOOK: &str = "aws-eni-ip-terminate";
+
+/// Opens the lifecycle action of our hook in the simulator, as Auto Scaling does, and queues its event.
 pub fn fire(
     api: &RuntimeApi,
     sim: &ec2_sim::Sim,
@@ -236,10 +250,21 @@ pub fn fire(
     transition: &str,
 ) -> (String, Value) {
     let hook = if transition == LAUNCHING {
-        "multus-launch"
+        OUR_LAUNCH_HOOK
     } else {
-        "multus-terminate"
+        OUR_TERMINATE_HOOK
     };
+    fire_hook(api, sim, instance, transition, hook)
+}
+
+/// The same for any hook of the group, ours or another tool's.
+pub fn fire_hook(
+    api: &RuntimeApi,
+    sim: &ec2_sim::Sim,
+    instance: &str,
+    transition: &str,
+    hook: &str,
+) -> (String, Value) {
     let a = sim.open_lifecycle_action(GROUP, hook, instance, transition, None);
     let e = event(instance, transition, hook, &a.lifecycle_action_token);
     (api.invoke(e.clone()), e)
