@@ -309,7 +309,7 @@ mod tests {
             assign.rate < 1.0,
             "paced near what it was granted: {assign:?}"
         );
-        assert!(assign.tokens <= 0.01, "burst drained: {assign:?}");
+        assert!(assign.tokens < 0.2, "burst drained: {assign:?}");
         assert!(!s.actions.contains_key("UnassignPrivateIpAddresses"));
         assert_eq!(
             b.reserve("UnassignPrivateIpAddresses", Instant::now(), far),
