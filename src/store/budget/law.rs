@@ -258,7 +258,11 @@ mod tests {
             LAW.throttled(&mut p, t, t - 1);
             assert!(p.rate >= LAW.floor(&p) - 1e-9, "{p:?}");
         }
-        assert!(p.rate >= 0.7 * floor, "{} against a first floor of {floor}", p.rate);
+        assert!(
+            p.rate >= 0.7 * floor,
+            "{} against a first floor of {floor}",
+            p.rate
+        );
         let far = t + 3_600_000;
         assert!(
             LAW.reserve(&mut p, t, far).is_some(),
