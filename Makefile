@@ -97,7 +97,7 @@ e2e-ipvlan:
 
 # Builds (cached) → scripts/node/up.sh → tests/node/ and the cnitool walkthrough → down.sh (always).
 e2e-node: deps dist-tools
-	@bash scripts/install-deps.sh busybox-static openssl
+	@bash scripts/install-deps.sh busybox-static openssl libseccomp-dev
 	bash scripts/node/build.sh
 	PATH=$(DIST_TOOLS)/bin:$$PATH DIST_TARBALLS=0 bash scripts/dist.sh $(IMAGE_TEST_DIR) image-test $(HOST_ARCH)
 	$(CARGO) build --locked -p ec2-sim

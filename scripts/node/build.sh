@@ -22,6 +22,16 @@ if [ "$(printf '%s\n' "go$GO_MIN" "$have" | sort -V | head -1)" != "go$GO_MIN" ]
   exit 1
 fi
 
+# The wrapper modules pin their own versions: they must say what versions.env says.
+for pin in "k8s k8s.io/kubernetes $K8S_VERSION" "k8s k8s.io/api => k8s.io/api $K8S_STAGING_VERSION" \
+  "etcd go.etcd.io/etcd/server/v3 $ETCD_VERSION" "multus gopkg.in/k8snetworkplumbingwg/multus-cni.v4 $MULTUS_VERSION"; do
+  dir=${pin%% *}
+  grep -qF "${pin#* }" "$here/$dir/go.mod" || {
+    echo "build.sh: $here/$dir/go.mod does not pin '${pin#* }' (versions.env); update both together" >&2
+    exit 1
+  }
+done
+
 all=(k8s etcd containerd runc crictl cni-plugins cnitool multus)
 
 version_of() {
@@ -65,9 +75,10 @@ build_containerd() {
     "$m/containerd-shim-runc-v2@$CONTAINERD_VERSION"
 }
 
-# runc's nsenter is C, so cgo is required; without the seccomp tag it needs no libseccomp.
+# runc's nsenter is C, so cgo is required; the seccomp tag (libseccomp-dev) because the DaemonSet
+# asks for the RuntimeDefault profile, which a runc without seccomp refuses.
 build_runc() {
-  GOBIN=$1 CGO_ENABLED=1 gob install -trimpath -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" \
+  GOBIN=$1 CGO_ENABLED=1 gob install -trimpath -tags seccomp -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" \
     "github.com/opencontainers/runc@$RUNC_VERSION"
 }
 
@@ -87,10 +98,11 @@ build_cnitool() {
   GOBIN=$1 CGO_ENABLED=0 gob install -trimpath "github.com/containernetworking/cni/cnitool@$CNITOOL_VERSION"
 }
 
+# From a wrapper module (scripts/node/multus): `go install` of it is refused, see its go.mod.
 build_multus() {
-  local m=gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd v=$MULTUS_VERSION
-  GOBIN=$1 CGO_ENABLED=0 gob install -trimpath -ldflags "-s -w" \
-    "$m/multus-daemon@$v" "$m/multus-shim@$v" "$m/install_multus@$v" "$m/passthru-cni@$v"
+  local m=gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd
+  (cd "$here/multus" && CGO_ENABLED=0 gob build -trimpath -ldflags "-s -w" -o "$1/" \
+    "$m/multus-daemon" "$m/multus-shim" "$m/install_multus" "$m/passthru-cni")
   # The image's installer copies it under the name its Makefile gives it.
   mv "$1/passthru-cni" "$1/passthru"
 }

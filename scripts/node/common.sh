@@ -48,3 +48,16 @@ kc() { "$BIN_K8S/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 crictl() { "$BIN_CRICTL/crictl" --runtime-endpoint unix:///run/containerd/containerd.sock "$@"; }
 ctr() { "$BIN_CONTAINERD/ctr" --address /run/containerd/containerd.sock "$@"; }
 say() { printf '%s node: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# Start a daemon in its own session; its pid in pids/NAME.pid, its output in logs/NAME.log.
+daemon() {
+  local name=$1
+  shift
+  setsid "$@" >>"$NODE_LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$NODE_RUN/pids/$name.pid"
+}
+
+start_containerd() {
+  PATH=$BIN_CONTAINERD:$BIN_RUNC:$PATH daemon containerd "$BIN_CONTAINERD/containerd" \
+    --config "$NODE_RUN/containerd/config.toml"
+}

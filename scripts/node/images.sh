@@ -48,6 +48,6 @@ install -m 0755 "$aei" "$ae/aws-eni-ip"
 bash "$node_here/oci-image.sh" "$IMAGE_AEI" "$ae" "$out/aws-eni-ip.tar" '["/aws-eni-ip","install","--keep"]' 65532:65532
 
 for t in busybox pause multus aws-eni-ip; do
-  ctr -n k8s.io images import --snapshotter native "$out/$t.tar" >/dev/null
+  ctr -n k8s.io images import --local --snapshotter native "$out/$t.tar" >/dev/null
 done
 ctr -n k8s.io images ls -q | grep -E '^localhost/' >&2

@@ -29,14 +29,6 @@ touch "$NODE_RUN/up"
 undo=$NODE_RUN/undo
 : >"$undo"
 
-# Start a daemon in its own session; its pid in pids/NAME.pid, its output in logs/NAME.log.
-daemon() {
-  local name=$1
-  shift
-  setsid "$@" >"$NODE_LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$NODE_RUN/pids/$name.pid"
-}
-
 # Polls CMD until it succeeds or SECONDS pass; then shows the log that explains why.
 wait_for() {
   local what=$1 secs=$2 log=$3
@@ -105,7 +97,7 @@ pki=$NODE_RUN/pki
   cert admin aeinode-admin system:masters
   cert controller-manager system:kube-controller-manager ""
   cert scheduler system:kube-scheduler ""
-  cert kubelet "system:node:$NODE_NAME" system:nodes "IP:127.0.0.1,DNS:$NODE_NAME"
+  cert kubelet "system:node:$NODE_NAME" system:nodes "IP:$API_IP,IP:127.0.0.1,DNS:$NODE_NAME"
   cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
   openssl genrsa -out sa.key 2048 2>/dev/null
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
@@ -242,7 +234,7 @@ state = "/run/containerd"
     conf_dir = "$CNI_CONF_DIR"
 EOF
 echo "created /run/containerd" >>"$undo"
-PATH=$BIN_CONTAINERD:$BIN_RUNC:$PATH daemon containerd "$BIN_CONTAINERD/containerd" --config "$NODE_RUN/containerd/config.toml"
+start_containerd
 wait_for containerd 60 "$NODE_LOGS/containerd.log" crictl info
 
 say "images"
@@ -264,7 +256,7 @@ containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
 imageGCHighThresholdPercent: 100
 evictionHard: {nodefs.available: "0%", imagefs.available: "0%", nodefs.inodesFree: "0%", imagefs.inodesFree: "0%"}
 localStorageCapacityIsolation: false
-address: 127.0.0.1
+address: $API_IP
 port: 10250
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
@@ -281,7 +273,7 @@ serializeImagePulls: false
 syncFrequency: 10s
 EOF
 daemon kubelet "$BIN_K8S/kubelet" --config "$NODE_RUN/kubelet.yaml" --kubeconfig "$pki/kubelet.kubeconfig" \
-  --hostname-override "$NODE_NAME" --node-ip 127.0.0.1 --v 2
+  --hostname-override "$NODE_NAME" --node-ip "$API_IP" --v 2
 wait_for "node $NODE_NAME" 180 "$NODE_LOGS/kubelet.log" kc get node "$NODE_NAME"
 wait_for "node $NODE_NAME Ready" 180 "$NODE_LOGS/kubelet.log" \
   kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
@@ -316,7 +308,7 @@ kc apply --dry-run=client -o json -f "$REPO/conf/ipvlan-host-local.yaml" |
       .plugins[0].ipam.ranges = [[{"subnet": "198.18.1.0/24", "rangeStart": "198.18.1.100",
                                    "rangeEnd": "198.18.1.199", "gateway": "198.18.1.1"}]] |
       .plugins[1].ec2Endpoint = $ec2 | .plugins[1].imdsEndpoint = $imds |
-      .plugins[1].logLevel = "debug" | tojson)' >"$NODE_RUN/nad.json"
+      .plugins[1].logLevel = "debug" | .plugins[1].followAddresses = true | tojson)' >"$NODE_RUN/nad.json"
 kc apply -f "$NODE_RUN/nad.json" >/dev/null
 
 cat >"$NODE_RUN/env" <<EOF
@@ -332,5 +324,6 @@ AEI_NODE_VPC_NETNS=$VPC_NETNS
 AEI_NODE_NAD=eni-net
 AEI_NODE_BUSYBOX=$IMAGE_BUSYBOX
 AEI_NODE_NAME=$NODE_NAME
+AEI_NODE_CTL=$node_here/ctl.sh
 EOF
 say "up: KUBECONFIG=$KUBECONFIG_ADMIN; environment for the tests in $NODE_RUN/env"

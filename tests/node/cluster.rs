@@ -306,6 +306,80 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Deletes the pod so that its DEL never reaches aws-eni-ip: Multus's cache of the attachment
+    /// and the NAD are removed first, so Multus cannot find the chain (the shim logs the failure
+    /// and returns success). The NAD is put back afterwards. Panics if the DEL reached the plugin.
+    pub fn lose_del_and_delete(&self, pod: &str) {
+        let sandbox = self.sandbox_of(pod);
+        let nad_name = self.get("AEI_NODE_NAD");
+        let _ = std::fs::remove_file(format!("/var/lib/cni/multus/{sandbox}"));
+        let nad: Value =
+            serde_json::from_str(&self.kubectl(&["get", "net-attach-def", "-n", "default", nad_name, "-o", "json"]))
+                .unwrap();
+        self.kubectl(&["delete", "net-attach-def", "-n", "default", nad_name]);
+        self.delete_pod(pod);
+        let fresh = json!({"apiVersion": nad["apiVersion"], "kind": nad["kind"],
+            "metadata": {"name": nad_name, "namespace": "default"}, "spec": nad["spec"]});
+        self.kubectl_in(&["create", "-f", "-"], Some(&fresh.to_string()));
+        let del_seen = self
+            .plugin_log()
+            .lines()
+            .any(|l| l.contains("cmd=\"DEL\"") && l.contains(&sandbox[..12]));
+        assert!(
+            !del_seen,
+            "the DEL of {pod} ({sandbox}) reached the plugin: the scenario did not lose it"
+        );
+    }
+
+    /// scripts/node/ctl.sh ACTION on the node's host.
+    pub fn ctl(&self, action: &str) {
+        let out = Command::new("bash")
+            .arg(self.get("AEI_NODE_CTL"))
+            .arg(action)
+            .output()
+            .expect("run ctl.sh");
+        assert!(
+            out.status.success(),
+            "ctl.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The agent's /readyz on the node (hostNetwork, port 61690): status code and body.
+    pub fn readyz(&self) -> (u16, String) {
+        match std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:61690".parse().unwrap(),
+            Duration::from_secs(2),
+        ) {
+            Ok(_) => harness::http("http://127.0.0.1:61690", "GET", "/readyz", None),
+            Err(e) => (0, format!("connect 127.0.0.1:61690: {e}")),
+        }
+    }
+
+    /// Polls /readyz until `want(code)`; the body then, or None after `within`.
+    pub fn wait_readyz(&self, want: impl Fn(u16) -> bool, within: Duration) -> Option<String> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            let (code, body) = self.readyz();
+            if want(code) {
+                return Some(body);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        None
+    }
+
+    pub fn link_is_up(&self, link: &str) -> bool {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", link])
+            .output()
+            .expect("ip link show");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.contains(",UP") || text.contains("<UP")
+    }
+}
+
 pub fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()

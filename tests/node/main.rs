@@ -96,23 +96,10 @@ fn a_lost_del_is_reclaimed_by_the_agent_while_a_live_pod_keeps_its_address() {
     c.create_pod("aei-kept");
     c.wait_ready("aei-node-test in (aei-lost,aei-kept)", 2, Duration::from_secs(180));
     let lost = c.multus_ips("aei-lost")[0];
+    assert!(c.held().contains(&lost), "{lost} not on the ENI");
     let kept = c.multus_ips("aei-kept")[0];
-    let lost_sandbox = c.sandbox_of("aei-lost");
 
-    // Multus's cache of the attachment gone, and the NAD too: Multus cannot find the chain, so
-    // the DEL never reaches aws-eni-ip (the shim logs it and returns success).
-    let cache = format!("/var/lib/cni/multus/{lost_sandbox}");
-    let _ = std::fs::remove_file(&cache);
-    let nad = c.kubectl(&["get", "net-attach-def", "-n", "default", c.get("AEI_NODE_NAD"), "-o", "json"]);
-    c.kubectl(&["delete", "net-attach-def", "-n", "default", c.get("AEI_NODE_NAD")]);
-    c.delete_pod("aei-lost");
-    c.kubectl_in(&["create", "-f", "-"], Some(&nad));
-    let del_seen = c
-        .plugin_log()
-        .lines()
-        .any(|l| l.contains("cmd=\"DEL\"") && l.contains(&lost_sandbox[..12]));
-    assert!(!del_seen, "the DEL of {lost_sandbox} reached the plugin: the scenario did not lose it");
-    assert!(c.held().contains(&lost), "{lost} left before the agent ran");
+    c.lose_del_and_delete("aei-lost");
 
     let want: BTreeSet<IpAddr> = before.iter().copied().chain([kept]).collect();
     c.wait_held(&want, AGENT_RELEASE_WITHIN, "the agent reclaiming the lost DEL's address");
@@ -156,4 +143,77 @@ fn restarting_or_rolling_the_agent_releases_no_live_pod_address() {
         c.delete_pod(p);
     }
     c.wait_held(&before, Duration::from_secs(30), "after the pods' deletion");
+}
+
+#[test]
+fn after_a_containerd_restart_the_agent_reports_the_outage_then_lists_and_reclaims_again() {
+    let _serial = serial();
+    let c = Cluster::from_env();
+    let before = c.held();
+    c.create_pod("aei-c-lost");
+    c.create_pod("aei-c-kept");
+    c.wait_ready("aei-node-test in (aei-c-lost,aei-c-kept)", 2, Duration::from_secs(180));
+    let kept = c.multus_ips("aei-c-kept")[0];
+    assert_eq!(c.readyz().0, 200, "agent not ready before the restart: {:?}", c.readyz());
+
+    c.ctl("containerd-stop");
+    let outage = c.wait_readyz(|code| code != 200, Duration::from_secs(30));
+    c.ctl("containerd-start");
+    assert!(
+        outage.is_some(),
+        "/readyz stayed 200 for 30 s while containerd was stopped"
+    );
+    c.wait_readyz(|code| code == 200, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("/readyz not 200 30 s after containerd's start: {:?}", c.readyz()));
+
+    // The agent lists sandboxes over the new socket: it reclaims a DEL lost after the restart.
+    c.lose_del_and_delete("aei-c-lost");
+    let want: BTreeSet<IpAddr> = before.iter().copied().chain([kept]).collect();
+    c.wait_held(&want, AGENT_RELEASE_WITHIN, "the agent reclaiming after containerd's restart");
+    c.delete_pod("aei-c-kept");
+    c.wait_held(&before, Duration::from_secs(30), "after the live pod's deletion");
+}
+
+#[test]
+#[ignore = "needs issue 25 item 5 (the agent follows a new pod's addresses at once); run with --ignored"]
+fn a_vip_added_inside_a_running_pod_is_on_the_eni_within_one_second() {
+    let _serial = serial();
+    let c = Cluster::from_env();
+    let before = c.held();
+    c.create_pod("aei-vip");
+    c.wait_ready("aei-node-test=aei-vip", 1, Duration::from_secs(180));
+    let vip: IpAddr = "198.18.1.240".parse().unwrap();
+    c.kubectl(&["exec", "-n", "default", "aei-vip", "--", "ip", "addr", "add", "198.18.1.240/24", "dev", "net1"]);
+    let added = std::time::Instant::now();
+    while !c.held().contains(&vip) && added.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let on_eni = c.held().contains(&vip);
+    c.delete_pod("aei-vip");
+    assert!(on_eni, "{vip} not on the ENI 1 s after `ip addr add` in the pod");
+    c.wait_held(&before, Duration::from_secs(30), "after the pod's deletion");
+}
+
+#[test]
+#[ignore = "needs issue 22 item 2 (the agent brings up the no_manage ENI's link); run with --ignored"]
+fn a_multus_eni_link_down_when_the_agent_starts_is_brought_up_and_pods_answer() {
+    let _serial = serial();
+    let c = Cluster::from_env();
+    c.ctl("eni-link-down");
+    c.kubectl(&["delete", "pod", "-n", "kube-system", "-l", "app.kubernetes.io/name=aws-eni-ip", "--wait=true"]);
+    c.kubectl(&["rollout", "status", "-n", "kube-system", "ds/aws-eni-ip", "--timeout=180s"]);
+    let up = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(250));
+        c.link_is_up(c.get("AEI_NODE_ENI_LINK"))
+    });
+    if !up {
+        c.ctl("eni-link-up");
+    }
+    assert!(up, "the agent left {} DOWN", c.get("AEI_NODE_ENI_LINK"));
+    c.create_pod("aei-g");
+    c.wait_ready("aei-node-test=aei-g", 1, Duration::from_secs(180));
+    let ip = c.multus_ips("aei-g")[0];
+    let answers = c.answers(ip);
+    c.delete_pod("aei-g");
+    assert!(answers, "{ip} does not answer behind a link the agent brought up");
 }
