@@ -177,7 +177,7 @@ cat >"$CNI_CONF_DIR/10-aeinode.conflist" <<EOF
 EOF
 echo "link $CLUSTER_BRIDGE" >>"$undo"
 for d in /run/multus /run/k8s.cni.cncf.io /etc/cni/multus /var/lib/kubelet /var/lib/cni/multus \
-  /var/lib/cni/aws-eni-ip /var/lib/cni/networks/eni-net; do
+  /var/lib/cni/aws-eni-ip /var/lib/cni/networks/eni-net /var/log/pods /var/log/containers /opt/containerd; do
   claim_dir "$d"
 done
 # libcni's cached results of this node's networks (containerd's and Multus's).
@@ -213,6 +213,8 @@ root = "$NODE_RUN/containerd/root"
 state = "/run/containerd"
 [grpc]
   address = "/run/containerd/containerd.sock"
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "native"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
@@ -220,6 +222,7 @@ state = "/run/containerd"
 [plugins.'io.containerd.cri.v1.runtime']
   restrict_oom_score_adj = true
   disable_apparmor = true
+  enable_cdi = false
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
