@@ -57,7 +57,8 @@ fn upstream_cnitool() -> std::path::PathBuf {
         out.status.success()
             && info
                 .lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>()[..] == ["path", "github.com/containernetworking/cni/cnitool"]),
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()[..]
+                    == ["path", "github.com/containernetworking/cni/cnitool"]),
         "{} is not upstream cnitool (go version -m: {info}{})",
         path.to_string_lossy(),
         String::from_utf8_lossy(&out.stderr)

@@ -99,7 +99,10 @@ impl Cluster {
 
     pub fn crictl(&self, args: &[&str]) -> String {
         let out = Command::new(self.get("AEI_NODE_CRICTL"))
-            .args(["--runtime-endpoint", "unix:///run/containerd/containerd.sock"])
+            .args([
+                "--runtime-endpoint",
+                "unix:///run/containerd/containerd.sock",
+            ])
             .args(args)
             .output()
             .expect("run crictl");
@@ -314,9 +317,16 @@ impl Cluster {
         let sandbox = self.sandbox_of(pod);
         let nad_name = self.get("AEI_NODE_NAD");
         let _ = std::fs::remove_file(format!("/var/lib/cni/multus/{sandbox}"));
-        let nad: Value =
-            serde_json::from_str(&self.kubectl(&["get", "net-attach-def", "-n", "default", nad_name, "-o", "json"]))
-                .unwrap();
+        let nad: Value = serde_json::from_str(&self.kubectl(&[
+            "get",
+            "net-attach-def",
+            "-n",
+            "default",
+            nad_name,
+            "-o",
+            "json",
+        ]))
+        .unwrap();
         self.kubectl(&["delete", "net-attach-def", "-n", "default", nad_name]);
         self.delete_pod(pod);
         let fresh = json!({"apiVersion": nad["apiVersion"], "kind": nad["kind"],
@@ -381,7 +391,8 @@ impl Cluster {
 }
 
 pub fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }

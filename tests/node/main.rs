@@ -81,7 +81,9 @@ fn thirty_pods_up_then_down_at_once_leave_the_eni_with_exactly_the_live_set() {
     let failures = c.events_of_failures();
     for line in failures.lines() {
         assert!(
-            !(line.contains("code 11") || line.contains("\"code\":11") || line.contains("code: 11")),
+            !(line.contains("code 11")
+                || line.contains("\"code\":11")
+                || line.contains("code: 11")),
             "kubelet reported a CNI code 11: {line}"
         );
     }
@@ -94,7 +96,11 @@ fn a_lost_del_is_reclaimed_by_the_agent_while_a_live_pod_keeps_its_address() {
     let before = c.held();
     c.create_pod("aei-lost");
     c.create_pod("aei-kept");
-    c.wait_ready("aei-node-test in (aei-lost,aei-kept)", 2, Duration::from_secs(180));
+    c.wait_ready(
+        "aei-node-test in (aei-lost,aei-kept)",
+        2,
+        Duration::from_secs(180),
+    );
     let lost = c.multus_ips("aei-lost")[0];
     assert!(c.held().contains(&lost), "{lost} not on the ENI");
     let kept = c.multus_ips("aei-kept")[0];
@@ -102,11 +108,19 @@ fn a_lost_del_is_reclaimed_by_the_agent_while_a_live_pod_keeps_its_address() {
     c.lose_del_and_delete("aei-lost");
 
     let want: BTreeSet<IpAddr> = before.iter().copied().chain([kept]).collect();
-    c.wait_held(&want, AGENT_RELEASE_WITHIN, "the agent reclaiming the lost DEL's address");
+    c.wait_held(
+        &want,
+        AGENT_RELEASE_WITHIN,
+        "the agent reclaiming the lost DEL's address",
+    );
     assert!(c.answers(kept), "{kept} (live pod) stopped answering");
 
     c.delete_pod("aei-kept");
-    c.wait_held(&before, Duration::from_secs(30), "after the live pod's deletion");
+    c.wait_held(
+        &before,
+        Duration::from_secs(30),
+        "after the live pod's deletion",
+    );
 }
 
 #[test]
@@ -117,23 +131,58 @@ fn restarting_or_rolling_the_agent_releases_no_live_pod_address() {
     for p in ["aei-e1", "aei-e2", "aei-e3"] {
         c.create_pod(p);
     }
-    c.wait_ready("aei-node-test in (aei-e1,aei-e2,aei-e3)", 3, Duration::from_secs(180));
+    c.wait_ready(
+        "aei-node-test in (aei-e1,aei-e2,aei-e3)",
+        3,
+        Duration::from_secs(180),
+    );
     let mut live = before.clone();
     for p in ["aei-e1", "aei-e2", "aei-e3"] {
         live.extend(c.multus_ips(p));
     }
-    let unassigns = || c.calls().get("UnassignPrivateIpAddresses").copied().unwrap_or(0);
+    let unassigns = || {
+        c.calls()
+            .get("UnassignPrivateIpAddresses")
+            .copied()
+            .unwrap_or(0)
+    };
     let unassigned_before = unassigns();
 
     // The agent's pod deleted (the DaemonSet recreates it), then the DaemonSet rolled.
-    c.kubectl(&["delete", "pod", "-n", "kube-system", "-l", "app.kubernetes.io/name=aws-eni-ip", "--wait=true"]);
-    c.kubectl(&["rollout", "status", "-n", "kube-system", "ds/aws-eni-ip", "--timeout=180s"]);
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/name=aws-eni-ip",
+        "--wait=true",
+    ]);
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "-n",
+        "kube-system",
+        "ds/aws-eni-ip",
+        "--timeout=180s",
+    ]);
     c.kubectl(&["rollout", "restart", "-n", "kube-system", "ds/aws-eni-ip"]);
-    c.kubectl(&["rollout", "status", "-n", "kube-system", "ds/aws-eni-ip", "--timeout=180s"]);
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "-n",
+        "kube-system",
+        "ds/aws-eni-ip",
+        "--timeout=180s",
+    ]);
     // Three of the new agent's passes, past its grace.
     std::thread::sleep(Duration::from_secs(20));
     assert_eq!(c.held(), live, "the ENI after the agent's restart and roll");
-    assert_eq!(unassigns(), unassigned_before, "the agent unassigned something");
+    assert_eq!(
+        unassigns(),
+        unassigned_before,
+        "the agent unassigned something"
+    );
     for p in ["aei-e1", "aei-e2", "aei-e3"] {
         let ip = c.multus_ips(p)[0];
         assert!(c.answers(ip), "{p} ({ip}) stopped answering");
@@ -152,9 +201,18 @@ fn after_a_containerd_restart_the_agent_reports_the_outage_then_lists_and_reclai
     let before = c.held();
     c.create_pod("aei-c-lost");
     c.create_pod("aei-c-kept");
-    c.wait_ready("aei-node-test in (aei-c-lost,aei-c-kept)", 2, Duration::from_secs(180));
+    c.wait_ready(
+        "aei-node-test in (aei-c-lost,aei-c-kept)",
+        2,
+        Duration::from_secs(180),
+    );
     let kept = c.multus_ips("aei-c-kept")[0];
-    assert_eq!(c.readyz().0, 200, "agent not ready before the restart: {:?}", c.readyz());
+    assert_eq!(
+        c.readyz().0,
+        200,
+        "agent not ready before the restart: {:?}",
+        c.readyz()
+    );
 
     c.ctl("containerd-stop");
     let outage = c.wait_readyz(|code| code != 200, Duration::from_secs(30));
@@ -164,14 +222,27 @@ fn after_a_containerd_restart_the_agent_reports_the_outage_then_lists_and_reclai
         "/readyz stayed 200 for 30 s while containerd was stopped"
     );
     c.wait_readyz(|code| code == 200, Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("/readyz not 200 30 s after containerd's start: {:?}", c.readyz()));
+        .unwrap_or_else(|| {
+            panic!(
+                "/readyz not 200 30 s after containerd's start: {:?}",
+                c.readyz()
+            )
+        });
 
     // The agent lists sandboxes over the new socket: it reclaims a DEL lost after the restart.
     c.lose_del_and_delete("aei-c-lost");
     let want: BTreeSet<IpAddr> = before.iter().copied().chain([kept]).collect();
-    c.wait_held(&want, AGENT_RELEASE_WITHIN, "the agent reclaiming after containerd's restart");
+    c.wait_held(
+        &want,
+        AGENT_RELEASE_WITHIN,
+        "the agent reclaiming after containerd's restart",
+    );
     c.delete_pod("aei-c-kept");
-    c.wait_held(&before, Duration::from_secs(30), "after the live pod's deletion");
+    c.wait_held(
+        &before,
+        Duration::from_secs(30),
+        "after the live pod's deletion",
+    );
 }
 
 #[test]
@@ -183,14 +254,29 @@ fn a_vip_added_inside_a_running_pod_is_on_the_eni_within_one_second() {
     c.create_pod("aei-vip");
     c.wait_ready("aei-node-test=aei-vip", 1, Duration::from_secs(180));
     let vip: IpAddr = "198.18.1.240".parse().unwrap();
-    c.kubectl(&["exec", "-n", "default", "aei-vip", "--", "ip", "addr", "add", "198.18.1.240/24", "dev", "net1"]);
+    c.kubectl(&[
+        "exec",
+        "-n",
+        "default",
+        "aei-vip",
+        "--",
+        "ip",
+        "addr",
+        "add",
+        "198.18.1.240/24",
+        "dev",
+        "net1",
+    ]);
     let added = std::time::Instant::now();
     while !c.held().contains(&vip) && added.elapsed() < Duration::from_secs(1) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let on_eni = c.held().contains(&vip);
     c.delete_pod("aei-vip");
-    assert!(on_eni, "{vip} not on the ENI 1 s after `ip addr add` in the pod");
+    assert!(
+        on_eni,
+        "{vip} not on the ENI 1 s after `ip addr add` in the pod"
+    );
     c.wait_held(&before, Duration::from_secs(30), "after the pod's deletion");
 }
 
@@ -200,8 +286,23 @@ fn a_multus_eni_link_down_when_the_agent_starts_is_brought_up_and_pods_answer() 
     let _serial = serial();
     let c = Cluster::from_env();
     c.ctl("eni-link-down");
-    c.kubectl(&["delete", "pod", "-n", "kube-system", "-l", "app.kubernetes.io/name=aws-eni-ip", "--wait=true"]);
-    c.kubectl(&["rollout", "status", "-n", "kube-system", "ds/aws-eni-ip", "--timeout=180s"]);
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/name=aws-eni-ip",
+        "--wait=true",
+    ]);
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "-n",
+        "kube-system",
+        "ds/aws-eni-ip",
+        "--timeout=180s",
+    ]);
     let up = (0..40).any(|_| {
         std::thread::sleep(Duration::from_millis(250));
         c.link_is_up(c.get("AEI_NODE_ENI_LINK"))
@@ -215,5 +316,8 @@ fn a_multus_eni_link_down_when_the_agent_starts_is_brought_up_and_pods_answer() 
     let ip = c.multus_ips("aei-g")[0];
     let answers = c.answers(ip);
     c.delete_pod("aei-g");
-    assert!(answers, "{ip} does not answer behind a link the agent brought up");
+    assert!(
+        answers,
+        "{ip} does not answer behind a link the agent brought up"
+    );
 }
