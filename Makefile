@@ -147,7 +147,7 @@ hook: $(TOOLS)/bin/python
 
 lint: lint-cfn lint-k8s lint-iam
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 	@if command -v go >/dev/null; then \
 	  out=$$(gofmt -l tests/runtime); if [ -n "$$out" ]; then echo "gofmt: needs formatting: $$out"; exit 1; fi; \
 	  $(GOENV) go vet ./tests/runtime/driver; \
