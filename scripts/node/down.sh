@@ -75,6 +75,7 @@ tac "$undo" | while read -r kind a b; do
     link) ip link del "$a" 2>/dev/null ;;
     netns) ip netns del "$a" 2>/dev/null ;;
     lo-addr) ip addr del "$a" dev lo 2>/dev/null ;;
+    propagation-private) mount --make-private "$a" ;;
     sysctl) sysctl -qw "$a" ;;
     remove) rm -rf "$a" ;;
     remove-glob) rm -rf $a ;;

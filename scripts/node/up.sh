@@ -54,8 +54,11 @@ claim_dir() {
     cp -a "$d" "$b"
     echo "backup $d $b" >>"$undo"
   else
+    # The outermost directory that did not exist, so that down.sh leaves no empty parent.
+    local top=$d
+    while [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
     mkdir -p "$d"
-    echo "created $d" >>"$undo"
+    echo "created $top" >>"$undo"
   fi
 }
 
@@ -242,6 +245,13 @@ wait_for containerd 60 "$NODE_LOGS/containerd.log" crictl info
 
 say "images"
 bash "$node_here/images.sh" "$aei" 2>>"$NODE_LOGS/images.log"
+
+# Multus's DaemonSet mounts /opt/cni/bin Bidirectional and / HostToContainer, which need the
+# host's / to be a shared mount (systemd makes it so; this machine has it private).
+if [ "$(findmnt -n -o PROPAGATION --target /)" = private ]; then
+  mount --make-shared /
+  echo "propagation-private /" >>"$undo"
+fi
 
 say "kubelet $K8S_VERSION"
 # kubelet sets these at start; down.sh puts the machine's values back.
