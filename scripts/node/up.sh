@@ -208,7 +208,7 @@ echo "cgroup $CGROUP_ROOT" >>"$undo"
 say "containerd $CONTAINERD_VERSION with runc $RUNC_VERSION"
 mkdir -p "$NODE_RUN/containerd"
 "$BIN_CONTAINERD/ctr" oci spec | jq '.process.rlimits = [
-    {"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576},
+    {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
     {"type": "RLIMIT_NPROC", "hard": 4096, "soft": 4096}]' >"$NODE_RUN/containerd/base-spec.json"
 cat >"$NODE_RUN/containerd/config.toml" <<EOF
 version = 3
