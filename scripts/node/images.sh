@@ -23,7 +23,9 @@ mkdir -p "$out"
 
 # busybox: /bin/busybox and its applets as links, /tmp, and an /etc/passwd for `id`.
 bb=$out/rootfs-busybox
-mkdir -p "$bb/bin" "$bb/tmp" "$bb/etc"
+mkdir -p "$bb/bin" "$bb/tmp" "$bb/etc" "$bb/run" "$bb/var"
+# Debian's layout (Multus's image is Debian-based): the runtime's netns paths say /var/run/netns.
+ln -s ../run "$bb/var/run"
 cp "$busybox" "$bb/bin/busybox"
 for applet in sh sleep ip ping cat ls ps kill sed grep cp mkdir rm ifconfig nc wget; do
   ln -s busybox "$bb/bin/$applet"

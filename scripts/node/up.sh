@@ -140,7 +140,7 @@ daemon kube-apiserver "$BIN_K8S/kube-apiserver" \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --service-account-issuer https://kubernetes.default.svc \
   --authorization-mode Node,RBAC --allow-privileged=true \
-  --enable-admission-plugins NodeRestriction --profiling=false
+  --enable-admission-plugins NodeRestriction --profiling=false --kubelet-preferred-address-types InternalIP,Hostname
 wait_for kube-apiserver 180 "$NODE_LOGS/kube-apiserver.log" kc get --raw /readyz
 
 say "kube-controller-manager, kube-scheduler"
