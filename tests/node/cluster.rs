@@ -275,7 +275,8 @@ impl Cluster {
     pub fn answers(&self, addr: IpAddr) -> bool {
         Command::new("ip")
             .args(["netns", "exec", self.get("AEI_NODE_VPC_NETNS")])
-            .args(["ping", "-c", "1", "-W", "2", &addr.to_string()])
+            // Debian's static busybox (make e2e-node installs it): the host may have no iputils.
+            .args(["/bin/busybox", "ping", "-c", "1", "-W", "2", &addr.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
