@@ -276,7 +276,15 @@ impl Cluster {
         Command::new("ip")
             .args(["netns", "exec", self.get("AEI_NODE_VPC_NETNS")])
             // Debian's static busybox (make e2e-node installs it): the host may have no iputils.
-            .args(["/bin/busybox", "ping", "-c", "1", "-W", "2", &addr.to_string()])
+            .args([
+                "/bin/busybox",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                &addr.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
