@@ -32,7 +32,12 @@ GOENV   := CGO_ENABLED=0 GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCAC
 VNG_VERSION := 1.42
 VNG_VENV    := target/vng
 
-.PHONY: help build release driver deps unit test e2e e2e-ipvlan demo bench lint lint-cfn hook hook-e2e moto install image image-push dist dist-build dist-ci dist-check dist-tools image-test lint-k8s lint-iam lint-chart lint-deny manifests
+# The node in a box (make e2e-node): components built by scripts/node/build.sh from pinned Go
+# modules (scripts/node/versions.env) with the machine's Go, cached here, outside the clone.
+NODE_CACHE  ?= /root/.cache/aws-eni-ip/node
+CNITOOL     := $(NODE_CACHE)/cnitool-$(shell . scripts/node/versions.env && echo $$CNITOOL_VERSION)/cnitool
+
+.PHONY: help build release driver deps unit test e2e e2e-ipvlan e2e-node cnitool demo bench lint lint-cfn hook hook-e2e moto install image image-push dist dist-build dist-ci dist-check dist-tools image-test lint-k8s lint-iam lint-chart lint-deny manifests
 
 help:
 	@echo "make build     debug build of the workspace (plugin + ec2-sim)"
@@ -41,6 +46,7 @@ help:
 	@echo "make test      installs missing Debian packages, then unit + integration + e2e + simulator tests (root)"
 	@echo "make e2e       only the end-to-end tests (tests/e2e/; root)"
 	@echo "make e2e-ipvlan  the ipvlan end-to-end cases in a VM whose kernel has ipvlan (root; ~6 min after make release)"
+	@echo "make e2e-node  a one-node Kubernetes (etcd, apiserver, kubelet, containerd, Multus) running the DaemonSet: tests/node/ (root)"
 	@echo "make demo      a CNI chain in network namespaces against ec2-sim, with a before/after table (root)"
 	@echo "make bench     benchmark (release build)"
 	@echo "make lint      rustfmt, clippy -D warnings, gofmt + go vet of the driver, cfn-lint, kubernetes-validate and parliament of install/, the chart, cargo deny"
@@ -73,15 +79,18 @@ deps:
 driver:
 	@mkdir -p $(dir $(DRIVER))
 	$(GOENV) go build -o $(DRIVER) ./tests/runtime/driver
-	ln -sf cni-driver $(dir $(DRIVER))cnitool
 
 # Needs neither root nor the Debian test packages: the commands run against fakes, the simulator in-process.
 unit:
 	$(CARGO) test --locked -p aws-eni-ip --lib --bins --test properties --test conf_examples --test install --test budget
 	$(CARGO) test --locked -p ec2-sim
 
-test: deps image-test moto
-	AEI_IMAGE=$(IMAGE_TEST) AEI_IMAGE_BINARY=$(CURDIR)/$(IMAGE_TEST_DIR)/linux/$(HOST_DOCKER_ARCH)/aws-eni-ip \
+# Upstream cnitool (tests/cnitool.rs runs the README's walkthrough with it), cached in NODE_CACHE.
+cnitool:
+	bash scripts/node/build.sh cnitool
+
+test: deps image-test moto cnitool
+	AEI_CNITOOL=$(CNITOOL) AEI_IMAGE=$(IMAGE_TEST) AEI_IMAGE_BINARY=$(CURDIR)/$(IMAGE_TEST_DIR)/linux/$(HOST_DOCKER_ARCH)/aws-eni-ip \
 	AEI_PODMAN="$(PODMAN)" $(CARGO) test --workspace --locked
 
 e2e: deps
@@ -92,6 +101,17 @@ e2e-ipvlan:
 	@$(VNG_VENV)/bin/vng --version 2>/dev/null | grep -qx 'virtme-ng $(VNG_VERSION)' || { \
 	  python3 -m venv $(VNG_VENV) && $(VNG_VENV)/bin/pip install --quiet --disable-pip-version-check virtme-ng==$(VNG_VERSION); }
 	PATH="$(CURDIR)/$(VNG_VENV)/bin:$$PATH" CARGO="$(CARGO)" bash tests/vm/e2e-ipvlan.sh
+
+# Builds (cached) → scripts/node/up.sh → tests/node/ and the cnitool walkthrough → down.sh (always).
+e2e-node: deps dist-tools
+	@bash scripts/install-deps.sh busybox-static openssl libseccomp-dev
+	bash scripts/node/build.sh
+	PATH=$(DIST_TOOLS)/bin:$$PATH DIST_TARBALLS=0 bash scripts/dist.sh $(IMAGE_TEST_DIR) image-test $(HOST_ARCH)
+	$(CARGO) build --locked -p ec2-sim
+	$(CARGO) test --locked --features node-e2e --test node --no-run
+	$(CARGO) test --locked --test cnitool --no-run
+	CARGO="$(CARGO)" AEI_CNITOOL=$(CNITOOL) bash scripts/node/e2e.sh \
+	  $(CURDIR)/$(IMAGE_TEST_DIR)/linux/$(HOST_DOCKER_ARCH)/aws-eni-ip $(CURDIR)/target/debug/ec2-sim
 
 demo: deps
 	@bash scripts/demo.sh
@@ -183,7 +203,7 @@ manifests:
 
 lint: lint-cfn lint-k8s lint-iam lint-chart lint-deny
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 	@if command -v go >/dev/null; then \
 	  out=$$(gofmt -l tests/runtime); if [ -n "$$out" ]; then echo "gofmt: needs formatting: $$out"; exit 1; fi; \
 	  $(GOENV) go vet ./tests/runtime/driver; \

@@ -1,7 +1,9 @@
 //! The README's cnitool walkthrough, run command for command as one `bash -eux` script in a node
 //! namespace of the e2e lab (an `eth1` carrying ENI A's MAC, ec2-sim for EC2 and IMDS). `cnitool`
-//! is tests/runtime's libcni driver under that name, with upstream cnitool's command line and
-//! environment. What a node has and this machine has not is mapped, and only that:
+//! is the upstream one, `github.com/containernetworking/cni/cnitool` v1.3.0 built from the Go
+//! module proxy by scripts/node/build.sh (`AEI_CNITOOL` names it; `make test` and `make e2e-node`
+//! set it), and the test checks that with `go version -m`. What a node has and this machine has not
+//! is mapped, and only that:
 //! `/opt/cni/bin` → a directory with the Debian reference plugins and the aws-eni-ip under test;
 //! `conf/cnitool-ipvlan.conflist` → a copy whose range is in the lab's subnet (198.18.1.80-90) and
 //! whose aws-eni-ip block points at the lab's IMDS, state dir and log file, and whose link is the
@@ -34,6 +36,34 @@ fn walkthrough() -> String {
     let open = rest.find("```sh\n").expect("walkthrough code block") + "```sh\n".len();
     let close = rest[open..].find("```").expect("walkthrough block ends");
     rest[open..open + close].to_string()
+}
+
+/// The cnitool that `AEI_CNITOOL` names, after checking that it is upstream's: its build info
+/// names the package path github.com/containernetworking/cni/cnitool.
+fn upstream_cnitool() -> std::path::PathBuf {
+    let path = std::env::var_os("AEI_CNITOOL").unwrap_or_else(|| {
+        panic!(
+            "AEI_CNITOOL is not set: build the upstream cnitool with `scripts/node/build.sh cnitool` \
+             and set AEI_CNITOOL to its path (make test and make e2e-node do both)"
+        )
+    });
+    let out = Command::new("/usr/local/go/bin/go")
+        .args(["version", "-m"])
+        .arg(&path)
+        .output()
+        .expect("run /usr/local/go/bin/go version -m (the machine's Go 1.26)");
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && info
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()[..]
+                    == ["path", "github.com/containernetworking/cni/cnitool"]),
+        "{} is not upstream cnitool (go version -m: {info}{})",
+        path.to_string_lossy(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path.into()
 }
 
 /// The conflist as the lab needs it: same chain and keys, the lab's subnet and endpoints.
@@ -76,7 +106,7 @@ fn the_readme_cnitool_walkthrough_adds_checks_and_deletes() {
     symlink(env!("CARGO_BIN_EXE_aws-eni-ip"), bin.join("aws-eni-ip")).unwrap();
     let tools = node.dir.join("tools");
     fs::create_dir_all(&tools).unwrap();
-    symlink(driver(), tools.join("cnitool")).unwrap();
+    symlink(upstream_cnitool(), tools.join("cnitool")).unwrap();
     let conflist = node.dir.join("cnitool-ipvlan.conflist");
     fs::write(&conflist, lab_conflist(&node, kind)).unwrap();
 
