@@ -26,6 +26,11 @@ command -v cargo-zigbuild >/dev/null || {
 }
 
 mkdir -p "$OUT"
+# The image's agent calls EC2 and IMDS over the SDK's rustls client, which reads the system's
+# CA bundle: a FROM scratch image has none, so the build context carries Debian's.
+CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+[[ -s $CA_BUNDLE ]] || { echo "dist: $CA_BUNDLE missing: apt-get install ca-certificates" >&2; exit 1; }
+install -m 0644 "$CA_BUNDLE" "$OUT/ca-certificates.crt"
 tarballs=()
 # Each run writes only the architectures it names: stale builds of others must not linger.
 rm -rf "$OUT/linux" "$OUT"/aws-eni-ip-*-linux-*.tar.gz "$OUT/SHA256SUMS"

@@ -158,7 +158,7 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-fn the_image_holds_only_the_static_binary_for_this_arch() {
+fn the_image_holds_only_the_static_binary_for_this_arch_and_a_ca_bundle() {
     let _serial = serial();
     require_image();
     let out = run(podman().args([
@@ -172,7 +172,7 @@ fn the_image_holds_only_the_static_binary_for_this_arch() {
     assert_eq!(
         text(&out.stdout).trim(),
         format!(
-            "{} 1 65532:65532 [\"/aws-eni-ip\",\"install\",\"--keep\"]",
+            "{} 2 65532:65532 [\"/aws-eni-ip\",\"install\",\"--keep\"]",
             docker_arch()
         )
     );
@@ -323,4 +323,102 @@ fn keep_reinstalls_a_removed_copy_and_sigterm_leaves_the_binary_in_place() {
         format!("aws-eni-ip {}", aws_eni_ip::VERSION)
     );
     assert_eq!(dir_names(host.path()), ["aws-eni-ip"]);
+}
+
+/// Found in the node in a box: the agent's SDK client panicked at start in a FROM scratch image
+/// without a CA bundle ("no valid root certificates"), so its probes never answered. The agent of
+/// the image, run as the DaemonSet runs it (host network), serves /healthz and /readyz.
+#[test]
+fn the_images_agent_starts_and_serves_its_probes() {
+    let _serial = serial();
+    require_image();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = format!("aei-agent-{}", std::process::id());
+    let out = run(podman()
+        .args([
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+            "--network",
+            "host",
+            "--user",
+            "0:0",
+            "--read-only",
+            "--cap-drop",
+            "all",
+            "--security-opt",
+            "no-new-privileges",
+            "-v",
+        ])
+        .arg(format!("{}:/state", dir.path().display()))
+        .args([
+            "--entrypoint",
+            "/aws-eni-ip",
+            &image(),
+            "agent",
+            "--state-dir",
+            "/state",
+        ])
+        .args(["--metrics-bind", &format!("127.0.0.1:{port}")])
+        .args([
+            "--runtime-endpoint",
+            "/state/no-runtime.sock",
+            "--interval",
+            "1",
+        ])
+        .args([
+            "--region",
+            "us-west-2",
+            "--imds-endpoint",
+            "http://127.0.0.1:1",
+        ])
+        .args(["--ec2-endpoint", "http://127.0.0.1:1"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let get = |path: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let mut healthz = None;
+    wait_until("the agent serves /healthz", || {
+        healthz = get("/healthz");
+        healthz
+            .as_deref()
+            .is_some_and(|b| b.starts_with("HTTP/1.1 200"))
+    });
+    // No runtime and no IMDS here: not ready, and it says why, instead of dying.
+    let ready = get("/readyz").unwrap_or_default();
+    let logs = run(podman().args(["logs", &name]));
+    let _ = run(podman().args(["rm", "-f", &name]));
+    assert!(
+        ready.starts_with("HTTP/1.1 503"),
+        "{ready}\n{}",
+        text(&logs.stderr)
+    );
+    assert!(ready.contains("runtime: "), "{ready}");
+    assert!(
+        !text(&logs.stderr).contains("panicked"),
+        "{}",
+        text(&logs.stderr)
+    );
 }
