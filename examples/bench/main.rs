@@ -10,6 +10,9 @@
 //! BENCH_SCALE_BUCKET (100/20 = capacity/refill per second), BENCH_PYTHON (interpreter with boto3),
 //! BENCH_AGENT_IDLE_SECS (130, at least 70), BENCH_VIP_MOVES (100).
 
+// The reconciler's pass future nests deeply (release through the budgeted EC2 call).
+#![recursion_limit = "256"]
+
 mod agent;
 #[allow(dead_code)]
 #[path = "../../tests/common/agent.rs"]
