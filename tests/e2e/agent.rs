@@ -348,7 +348,8 @@ fn e2e_vip_in_a_pod_created_after_the_last_pass_is_followed_without_waiting_for_
     let a = lab.node(INSTANCE_A, &[("eth1", MAC_A)]);
     let cri = cri_of(&a, &["agent-pod"]);
     let agent = agent_every(&a, &cri, "60");
-    passes(&cri, 1);
+    // Its first pass runs at start; the next one is a minute away.
+    wait_until(SOON, || cri.calls() >= 1).expect("the agent's first pass");
     let pod = lab.pod("vip-new");
     let list = follow_list(&a, "198.18.1.103");
     a.add(&list, "ctr-new", &pod).ok();
@@ -390,6 +391,8 @@ fn e2e_agent_brings_a_down_no_manage_enis_link_up_and_leaves_an_untagged_one_dow
     let agent = agent_every(&a, &cri, "60");
     eventually("ens6 is brought up", &[&agent], || link_up(&a, "ens6"));
     assert!(!link_up(&a, "ens7"), "the VPC CNI's ENI is left alone");
+    // The first pass (at start) lists the runtime after the links; the next one is a minute away.
+    wait_until(SOON, || cri.calls() >= 1).expect("the agent's first pass");
     let calls = cri.calls();
     Command::new("ip")
         .args(["-n", &a.ns, "link", "set", "ens6", "down"])
