@@ -229,7 +229,7 @@ fn del_is_not_handed_over_to_an_agent_that_cannot_list_the_runtime() {
         agent.metric("aws_eni_ip_reconcile_runtime_failures_total") >= 2
     })
     .unwrap_or_else(|()| panic!("no failed passes:\n{}", agent.log()));
-    assert!(NodeDir::new(bed.fx.state_dir(NODE1)).agent_alive());
+    assert!(NodeDir::new(bed.fx.state_dir(NODE1)).heartbeat().is_some());
     bed.fx.sim.set_faults(Faults {
         deny: vec!["UnassignPrivateIpAddresses".into()],
         ..Faults::default()
@@ -445,11 +445,11 @@ fn agent_stops_cleanly_on_sigterm_and_del_then_fails_as_before() {
     bed.add("ctr-1", &["198.18.1.5/24"]);
     let agent = bed.agent(&[]);
     agent.passes(1, SOON);
-    assert!(NodeDir::new(bed.fx.state_dir(NODE1)).agent_alive());
+    assert!(NodeDir::new(bed.fx.state_dir(NODE1)).heartbeat().is_some());
     let status = agent.terminate();
     assert!(status.success(), "{status}");
     assert!(
-        !NodeDir::new(bed.fx.state_dir(NODE1)).agent_alive(),
+        NodeDir::new(bed.fx.state_dir(NODE1)).heartbeat().is_none(),
         "heartbeat removed"
     );
     bed.fx.sim.set_faults(Faults {

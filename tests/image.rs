@@ -87,6 +87,11 @@ fn require_image() {
 
 /// `podman run` with the DaemonSet container's securityContext and its one hostPath mount.
 fn ds_run(host_dir: &Path) -> Command {
+    pod_run("none", format!("{}:{MOUNT}", host_dir.display()))
+}
+
+/// `podman run` as the DaemonSet runs a container: root, read-only, no capabilities, `volume`.
+fn pod_run(network: &str, volume: String) -> Command {
     let mut cmd = podman();
     // This sandbox refuses to raise rlimits, and podman's defaults would: lower both explicitly.
     cmd.args([
@@ -96,7 +101,7 @@ fn ds_run(host_dir: &Path) -> Command {
         "--ulimit",
         "nproc=4096:4096",
         "--network",
-        "none",
+        network,
         "--user",
         "0:0",
         "--read-only",
@@ -106,7 +111,7 @@ fn ds_run(host_dir: &Path) -> Command {
         "no-new-privileges",
         "-v",
     ])
-    .arg(format!("{}:{MOUNT}", host_dir.display()))
+    .arg(volume)
     .args(["--entrypoint", "/aws-eni-ip"]);
     cmd
 }
@@ -339,32 +344,12 @@ fn the_images_agent_starts_and_serves_its_probes() {
         .unwrap()
         .port();
     let name = format!("aei-agent-{}", std::process::id());
-    let out = run(podman()
+    let out = run(pod_run("host", format!("{}:/state", dir.path().display()))
         .args([
-            "run",
             "-d",
             "--rm",
             "--name",
             &name,
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=4096:4096",
-            "--network",
-            "host",
-            "--user",
-            "0:0",
-            "--read-only",
-            "--cap-drop",
-            "all",
-            "--security-opt",
-            "no-new-privileges",
-            "-v",
-        ])
-        .arg(format!("{}:/state", dir.path().display()))
-        .args([
-            "--entrypoint",
-            "/aws-eni-ip",
             &image(),
             "agent",
             "--state-dir",

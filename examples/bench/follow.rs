@@ -155,28 +155,8 @@ fn new_pods(ctx: &Ctx, a: &Side, stamps: &Stamps, out: &mut FollowBench) -> Resu
         let pod = Netns::create(&format!("n{k}"))?;
         let pod_ip = Ipv4Addr::new(198, 18, 30, 100 + k);
         let vip_ip = Ipv4Addr::new(198, 18, 30, 150 + k);
-        let record = Attachment {
-            network: "bench-vrrp".into(),
-            container_id: format!("new-{k}"),
-            ifname: "net1".into(),
-            eni_id: eni.id.clone(),
-            mac: eni.mac.clone(),
-            addresses: vec![IpAddr::V4(pod_ip)],
-            phase: Phase::Assigned,
-            created_unix: now_unix(),
-            netns: Some(pod.path.clone()),
-            pod: None,
-            instance_id: Some(ctx.layout.bench.instance.clone()),
-            adopted: Vec::new(),
-            follow: Some(Follow {
-                allow_reassignment: true,
-                added: Vec::new(),
-            }),
-            release_error: None,
-            committed_unix_ms: Some(now_unix_ms()),
-            eni_before: None,
-            by_ipam: false,
-        };
+        let mut record = followed_record(&ctx.layout.bench, &format!("new-{k}"), pod_ip, &pod);
+        record.committed_unix_ms = Some(now_unix_ms());
         ctx.sim.assign(&eni.id, &[IpAddr::V4(pod_ip)]);
         a.store.put(&record).map_err(|e| e.to_string())?;
         std::thread::sleep(NEW_POD_VIP_AFTER);
@@ -195,20 +175,17 @@ fn new_pods(ctx: &Ctx, a: &Side, stamps: &Stamps, out: &mut FollowBench) -> Resu
     Ok(())
 }
 
-fn side(
-    ctx: &Ctx,
+/// A pod on `node`'s first ENI, of a network with `followAddresses`, as ADD records it.
+fn followed_record(
     node: &layout::Node,
-    tag: &str,
+    container: &str,
     pod_ip: Ipv4Addr,
-    ec2: &str,
-) -> Result<Side, String> {
-    let dir = ctx.work.join(format!("follow-{tag}"));
-    let store = Store::open(&dir, NodeDir::new(&dir)).map_err(|e| e.to_string())?;
-    let pod = Netns::create(&format!("v{tag}"))?;
+    pod: &Netns,
+) -> Attachment {
     let eni = &node.enis[0];
-    let record = Attachment {
+    Attachment {
         network: "bench-vrrp".into(),
-        container_id: format!("vrrp-{tag}"),
+        container_id: container.into(),
         ifname: "net1".into(),
         eni_id: eni.id.clone(),
         mac: eni.mac.clone(),
@@ -227,7 +204,21 @@ fn side(
         committed_unix_ms: None,
         eni_before: None,
         by_ipam: false,
-    };
+    }
+}
+
+fn side(
+    ctx: &Ctx,
+    node: &layout::Node,
+    tag: &str,
+    pod_ip: Ipv4Addr,
+    ec2: &str,
+) -> Result<Side, String> {
+    let dir = ctx.work.join(format!("follow-{tag}"));
+    let store = Store::open(&dir, NodeDir::new(&dir)).map_err(|e| e.to_string())?;
+    let pod = Netns::create(&format!("v{tag}"))?;
+    let eni = &node.enis[0];
+    let record = followed_record(node, &format!("vrrp-{tag}"), pod_ip, &pod);
     store.put(&record).map_err(|e| e.to_string())?;
     ctx.sim.assign(&eni.id, &[IpAddr::V4(pod_ip)]);
     let cri = cri::FakeCri::start(&dir.join("cri.sock"), &[&record.container_id]);

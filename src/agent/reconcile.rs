@@ -115,10 +115,11 @@ pub struct PassReport {
 }
 
 /// One release a pass decided on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Due {
     pub reason: Reason,
-    pub state_dir: std::path::PathBuf,
+    /// The state dir that holds the record.
+    pub store: Store,
     pub key: AttachmentKey,
 }
 
@@ -194,7 +195,7 @@ impl Reconciler {
                 let first = self.first_absent.get(&r.key()).copied();
                 reason(&r, self.listing.as_ref(), first, now, grace).map(|why| Due {
                     reason: why,
-                    state_dir: stores[i].root().to_path_buf(),
+                    store: stores[i].clone(),
                     key: r.key(),
                 })
             })
@@ -227,7 +228,7 @@ impl Reconciler {
     }
 
     /// Releases one planned record through DEL's path, decided again under its locks.
-    pub async fn release<A: Aws>(&mut self, store: &Store, aws: &A, due: &Due) -> Step {
+    pub async fn release<A: Aws>(&mut self, aws: &A, due: &Due) -> Step {
         let grace = self.settings.grace;
         let first = self.first_absent.get(&due.key).copied();
         let listing = self.listing.clone();
@@ -237,7 +238,7 @@ impl Reconciler {
         let waits = (self.settings.lock_wait, self.settings.op_timeout);
         let key = &due.key;
         let why = due.reason;
-        let results = release_batch(store, aws, std::slice::from_ref(key), waits, still).await;
+        let results = release_batch(&due.store, aws, std::slice::from_ref(key), waits, still).await;
         let Some((_, result)) = results.into_iter().next() else {
             return Step::Skipped;
         };
@@ -287,10 +288,7 @@ impl Reconciler {
     ) -> PassReport {
         let (due, mut report) = self.plan(stores, listing);
         for d in &due {
-            let Some(store) = stores.iter().find(|s| s.root() == d.state_dir) else {
-                continue;
-            };
-            match self.release(store, aws, d).await {
+            match self.release(aws, d).await {
                 Step::Released => {
                     report.released.push((d.reason, d.key.clone()));
                     report.pending -= 1;

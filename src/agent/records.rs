@@ -44,14 +44,6 @@ impl NodeRecords {
         out
     }
 
-    /// Every state dir on the node that can be opened, without reading their records.
-    pub fn read_stores(node: &NodeDir) -> Vec<Store> {
-        node.state_dirs()
-            .into_iter()
-            .filter_map(|dir| Store::open(&dir, node.clone()).ok())
-            .collect()
-    }
-
     /// The state dir that holds `key`'s record.
     pub fn store_of(&self, key: &AttachmentKey) -> Option<&Store> {
         self.homes.get(key).map(|i| &self.stores[*i])

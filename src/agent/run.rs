@@ -201,11 +201,7 @@ impl<A: Aws, L: Liveness, S: AddressSource> Agent<A, L, S> {
         let Some(due) = self.releases.pop_front() else {
             return;
         };
-        let stores = NodeRecords::read_stores(&self.node);
-        let Some(store) = stores.iter().find(|s| s.root() == due.state_dir) else {
-            return;
-        };
-        let step = self.reconciler.release(store, &self.aws, &due).await;
+        let step = self.reconciler.release(&self.aws, &due).await;
         let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
         match step {
             Step::Released => {

@@ -89,30 +89,37 @@ impl From<StoreError> for CniError {
 
 impl From<HostError> for CniError {
     fn from(e: HostError) -> CniError {
-        if let HostError::MasterDown { name, .. } = &e {
-            // The agent brings no_manage ENIs up within seconds: the runtime's retry succeeds.
-            return CniError::new(ErrorCode::TryAgainLater, e.to_string()).with_details(format!(
-                "the aws-eni-ip agent brings this instance's no_manage ENIs up; check that it runs on this node (kubectl -n kube-system get pods -l app.kubernetes.io/name=aws-eni-ip -o wide), or run `ip link set {name} up`"
-            ));
-        }
         let details = match &e {
             HostError::NoSuchLink { .. } => {
-                "check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node"
+                "check \"master\" in the NetworkAttachmentDefinition against `ip link` on the node".into()
             }
-            HostError::NotEthernet { .. } => "set \"master\" to the host link of a secondary ENI",
-            HostError::Netns { .. } => "the pod sandbox is gone, or set \"master\" in the config",
+            HostError::NotEthernet { .. } => {
+                "set \"master\" to the host link of a secondary ENI".into()
+            }
+            HostError::Netns { .. } => {
+                "the pod sandbox is gone, or set \"master\" in the config".into()
+            }
             HostError::NoPodInterface { .. } => {
-                "aws-eni-ip must come after the plugin that creates the interface"
+                "aws-eni-ip must come after the plugin that creates the interface".into()
             }
             HostError::NoParent { .. } => {
-                "it is not an ipvlan/macvlan link; set \"master\" in the config"
+                "it is not an ipvlan/macvlan link; set \"master\" in the config".into()
             }
             HostError::ParentElsewhere { .. } => {
-                "run the plugin in the node's network namespace, or set \"master\""
+                "run the plugin in the node's network namespace, or set \"master\"".into()
             }
-            HostError::Netlink(_) => "set \"master\" in the config, or report this with the log",
-            HostError::MasterDown { .. } => "",
+            HostError::Netlink(_) => {
+                "set \"master\" in the config, or report this with the log".into()
+            }
+            HostError::MasterDown { name, .. } => format!(
+                "the aws-eni-ip agent brings this instance's no_manage ENIs up; check that it runs on this node (kubectl -n kube-system get pods -l app.kubernetes.io/name=aws-eni-ip -o wide), or run `ip link set {name} up`"
+            ),
         };
-        CniError::new(ErrorCode::MasterNotFound, e.to_string()).with_details(details)
+        // The agent brings a no_manage ENI's link up within seconds: the runtime's retry succeeds.
+        let code = match e {
+            HostError::MasterDown { .. } => ErrorCode::TryAgainLater,
+            _ => ErrorCode::MasterNotFound,
+        };
+        CniError::new(code, e.to_string()).with_details(details)
     }
 }

@@ -111,9 +111,4 @@ impl NodeDir {
     pub fn heartbeat(&self) -> Option<Heartbeat> {
         read_json(&self.heartbeat_path()).ok().flatten()
     }
-
-    /// Whether an agent on this node writes its heartbeat.
-    pub fn agent_alive(&self) -> bool {
-        self.heartbeat().is_some_and(|h| h.is_fresh(now_unix_ms()))
-    }
 }

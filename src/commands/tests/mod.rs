@@ -38,14 +38,7 @@ impl Bed {
         conf: serde_json::Value,
         f: impl AsyncFnOnce(&Ctx<'_, FakeAws, FakeHost>) -> T,
     ) -> T {
-        let env = Environment::from_vars(|k| match k {
-            "CNI_COMMAND" => Some(cmd.to_string()),
-            "CNI_CONTAINERID" => Some(container.to_string()),
-            "CNI_IFNAME" => Some("net1".into()),
-            "CNI_NETNS" => Some("/var/run/netns/pod".into()),
-            _ => None,
-        })
-        .unwrap();
+        let env = env(cmd, container);
         let conf = NetConf::parse(conf.to_string().as_bytes()).unwrap();
         let config = PluginConfig::from_map(&conf.raw).unwrap();
         let ctx = Ctx {
@@ -63,6 +56,18 @@ impl Bed {
             .unwrap()
             .block_on(f(&ctx))
     }
+}
+
+/// The runtime's environment for `cmd` on `container`'s net1.
+fn env(cmd: &str, container: &str) -> Environment {
+    Environment::from_vars(|k| match k {
+        "CNI_COMMAND" => Some(cmd.to_string()),
+        "CNI_CONTAINERID" => Some(container.to_string()),
+        "CNI_IFNAME" => Some("net1".into()),
+        "CNI_NETNS" => Some("/var/run/netns/pod".into()),
+        _ => None,
+    })
+    .unwrap()
 }
 
 impl Bed {

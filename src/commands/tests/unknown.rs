@@ -13,14 +13,7 @@ fn ipam_conf() -> serde_json::Value {
 
 impl Bed {
     fn ipam(&self, cmd: &str, container: &str) -> Result<Vec<IpAddr>, crate::cni::CniError> {
-        let env = Environment::from_vars(|k| match k {
-            "CNI_COMMAND" => Some(cmd.to_string()),
-            "CNI_CONTAINERID" => Some(container.to_string()),
-            "CNI_IFNAME" => Some("net1".into()),
-            "CNI_NETNS" => Some("/var/run/netns/pod".into()),
-            _ => None,
-        })
-        .unwrap();
+        let env = env(cmd, container);
         let conf = NetConf::parse(ipam_conf().to_string().as_bytes()).unwrap();
         let ipam = IpamConfig::from_netconf(&conf.raw).unwrap();
         let ctx = Ctx {
