@@ -42,6 +42,8 @@ BIN_MULTUS=$NODE_CACHE/multus-$MULTUS_VERSION
 IMAGE_PAUSE=localhost/aeinode-pause:busybox
 IMAGE_BUSYBOX=localhost/aeinode-busybox:1
 IMAGE_MULTUS=localhost/aeinode-multus:$MULTUS_VERSION
+# The Multus container's memory limit; what a burst of 30 ADDs peaked at is in the README.
+MULTUS_MEMORY=${MULTUS_MEMORY:-300Mi}
 IMAGE_AEI=localhost/aws-eni-ip:node
 
 kc() { "$BIN_K8S/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

@@ -24,6 +24,16 @@ stop() {
   sleep 0.2
 }
 
+if alive "$(pid_of kube-apiserver)"; then
+  # What a failed run needs to be read afterwards: every pod's state, events and container logs.
+  kc_() { timeout 30 "$BIN_K8S/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+  { kc_ get pods -A -o wide; kc_ get events -A --sort-by=.lastTimestamp; } >"$NODE_LOGS/pods.txt" 2>&1
+  kc_ describe pods -A >"$NODE_LOGS/pods-describe.txt" 2>&1
+  for pod in $(kc_ get pods -n kube-system -o name 2>/dev/null); do
+    kc_ logs -n kube-system "$pod" --all-containers --prefix >"$NODE_LOGS/${pod#pod/}.log" 2>&1
+    kc_ logs -n kube-system "$pod" --all-containers --prefix --previous >>"$NODE_LOGS/${pod#pod/}.log" 2>/dev/null
+  done
+fi
 if alive "$(pid_of kube-apiserver)" && alive "$(pid_of kubelet)"; then
   say "deleting the test pods (CNI DEL through Multus)"
   timeout 120 "$BIN_K8S/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" delete pods --all -n default \

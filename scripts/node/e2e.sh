@@ -9,6 +9,16 @@ start=$SECONDS
 trap 'bash "$node_here/down.sh"; say "e2e-node: $((SECONDS - start))s in all"' EXIT
 bash "$node_here/up.sh" "$1" "$2"
 say "up in $((SECONDS - start))s; scenarios"
-AEI_NODE_ENV=$NODE_RUN/env "$CARGO" test --locked --features node-e2e --test node -- --test-threads 1
+# One scenario at a time, each timed: the README's table quotes these lines.
+scenarios=$(AEI_NODE_ENV=$NODE_RUN/env "$CARGO" test --locked --features node-e2e --test node -- --list 2>/dev/null |
+  sed -n 's/: test$//p')
+[ -n "$scenarios" ] || { echo "e2e.sh: no scenario listed by tests/node" >&2; exit 1; }
+for t in $scenarios; do
+  t0=$SECONDS
+  AEI_NODE_ENV=$NODE_RUN/env "$CARGO" test --locked --features node-e2e --test node -- --exact "$t"
+  say "scenario $t: $((SECONDS - t0))s"
+done
 # The walkthrough on this host, beside the node: its own namespaces, simulator and state dir.
+t0=$SECONDS
 "$CARGO" test --locked --test cnitool
+say "scenario (h) the README's cnitool walkthrough: $((SECONDS - t0))s"

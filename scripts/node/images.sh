@@ -44,9 +44,13 @@ for b in multus-daemon multus-shim install_multus passthru; do
 done
 bash "$node_here/oci-image.sh" "$IMAGE_MULTUS" "$mu" "$out/multus.tar" '["/usr/src/multus-cni/bin/multus-daemon"]' 0:0
 
+# install/Dockerfile's layout: the binary and the CA bundle that scripts/dist.sh put beside linux/ARCH/.
+ca=$(dirname "$aei")/../../ca-certificates.crt
+[ -s "$ca" ] || { echo "images.sh: $ca missing: build $aei with scripts/dist.sh" >&2; exit 1; }
 ae=$out/rootfs-aws-eni-ip
-mkdir -p "$ae"
+mkdir -p "$ae/etc/ssl/certs"
 install -m 0755 "$aei" "$ae/aws-eni-ip"
+install -m 0644 "$ca" "$ae/etc/ssl/certs/ca-certificates.crt"
 bash "$node_here/oci-image.sh" "$IMAGE_AEI" "$ae" "$out/aws-eni-ip.tar" '["/aws-eni-ip","install","--keep"]' 65532:65532
 
 for t in busybox pause multus aws-eni-ip; do

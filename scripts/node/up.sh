@@ -293,21 +293,25 @@ wait_for "node $NODE_NAME Ready" 180 "$NODE_LOGS/kubelet.log" \
 
 say "Multus $MULTUS_VERSION thick, from its deployments/multus-daemonset-thick.yml"
 multus_src=$(go env GOMODCACHE)/gopkg.in/k8snetworkplumbingwg/multus-cni.v4@$MULTUS_VERSION/deployments/multus-daemonset-thick.yml
-sed "s#ghcr.io/k8snetworkplumbingwg/multus-cni:snapshot-thick#$IMAGE_MULTUS#" "$multus_src" >"$NODE_RUN/multus.yaml"
+# Thick Multus runs every delegate (aws-eni-ip included) in its own container: the sample's 50Mi
+# limit OOM-kills it on a burst of 30 ADDs (multus-cni#1346); its maintainers say to size it.
+sed -e "s#ghcr.io/k8snetworkplumbingwg/multus-cni:snapshot-thick#$IMAGE_MULTUS#" \
+  -e "s#memory: \"50Mi\"#memory: \"$MULTUS_MEMORY\"#" "$multus_src" >"$NODE_RUN/multus.yaml"
+grep -q "memory: \"$MULTUS_MEMORY\"" "$NODE_RUN/multus.yaml" || { echo "up.sh: the Multus manifest's memory limit moved" >&2; exit 1; }
 kc apply -f "$NODE_RUN/multus.yaml" >/dev/null
 kc -n kube-system rollout status ds/kube-multus-ds --timeout=240s
 
-say "aws-eni-ip: install/daemonset.yaml with the local image and the simulator's endpoints"
+say "aws-eni-ip: helm install of charts/aws-eni-ip (install/daemonset.yaml is its rendering) with the local image and the simulator's endpoints"
 # What a user of an air-gapped VPC does too: the image, and the agent's endpoints as flags.
-sed "s#REGISTRY/aws-eni-ip:0.1.0#$IMAGE_AEI#" "$REPO/install/daemonset.yaml" |
-  kc apply --dry-run=client -o json -f - |
-  jq --arg ec2 "$EC2_URL" --arg imds "$IMDS_URL" --arg interval "${AGENT_INTERVAL:-5}" --arg grace "${AGENT_GRACE:-10}" '
-    (.spec.template.spec.containers[] | select(.name == "agent") | .command) |= (
-      [.[] ] as $c | reduce range(0; $c | length) as $i ([];
-        . + [if $i > 0 and $c[$i - 1] == "--interval" then $interval
-             elif $i > 0 and $c[$i - 1] == "--grace" then $grace else $c[$i] end])
-      + ["--ec2-endpoint", $ec2, "--imds-endpoint", $imds])' >"$NODE_RUN/aws-eni-ip.json"
-kc apply -f "$NODE_RUN/aws-eni-ip.json" >/dev/null
+cat >"$NODE_RUN/aws-eni-ip-values.yaml" <<EOF
+image: {repository: ${IMAGE_AEI%:*}, tag: "${IMAGE_AEI##*:}", pullPolicy: Never}
+agent:
+  interval: ${AGENT_INTERVAL:-5}
+  grace: ${AGENT_GRACE:-10}
+  extraArgs: [--ec2-endpoint, "$EC2_URL", --imds-endpoint, "$IMDS_URL"]
+EOF
+"$(bash "$REPO/scripts/tools/helm.sh")" install aws-eni-ip "$REPO/charts/aws-eni-ip" --kubeconfig "$KUBECONFIG_ADMIN" \
+  --namespace kube-system --values "$NODE_RUN/aws-eni-ip-values.yaml" >/dev/null
 kc -n kube-system rollout status ds/aws-eni-ip --timeout=240s
 
 say "NetworkAttachmentDefinition: conf/ipvlan-host-local.yaml on $ENI_LINK, macvlan (this kernel has no ipvlan)"

@@ -139,6 +139,14 @@ impl Cluster {
         self.kubectl_in(&["apply", "-f", "-"], Some(&pod.to_string()));
     }
 
+    /// A pod that may change its own addresses, as keepalived's pods may (NET_ADMIN).
+    pub fn create_net_admin_pod(&self, name: &str) {
+        let mut pod = self.pod_manifest(name, json!({"aei-node-test": name}));
+        pod["spec"]["containers"][0]["securityContext"] =
+            json!({"capabilities": {"add": ["NET_ADMIN"]}});
+        self.kubectl_in(&["apply", "-f", "-"], Some(&pod.to_string()));
+    }
+
     pub fn wait_ready(&self, selector: &str, count: usize, within: Duration) {
         let end = Instant::now() + within;
         loop {
@@ -226,6 +234,18 @@ impl Cluster {
             }
         }
         held
+    }
+
+    /// Sets ec2-sim's faults (its `/_sim/faults` JSON); `{}` clears them.
+    pub fn set_faults(&self, faults: Value) {
+        let body = faults.to_string();
+        let (code, answer) = harness::http(
+            self.get("AEI_NODE_EC2"),
+            "POST",
+            "/_sim/faults",
+            Some(&body),
+        );
+        assert!((200..300).contains(&code), "POST /_sim/faults {body}: {code} {answer}");
     }
 
     /// EC2 calls ec2-sim has served, by action.

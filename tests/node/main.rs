@@ -201,12 +201,14 @@ fn after_a_containerd_restart_the_agent_reports_the_outage_then_lists_and_reclai
     let before = c.held();
     c.create_pod("aei-c-lost");
     c.create_pod("aei-c-kept");
+    c.create_pod("aei-c-handed");
     c.wait_ready(
-        "aei-node-test in (aei-c-lost,aei-c-kept)",
-        2,
+        "aei-node-test in (aei-c-lost,aei-c-kept,aei-c-handed)",
+        3,
         Duration::from_secs(180),
     );
     let kept = c.multus_ips("aei-c-kept")[0];
+    let lost = c.multus_ips("aei-c-lost")[0];
     assert_eq!(
         c.readyz().0,
         200,
@@ -214,12 +216,30 @@ fn after_a_containerd_restart_the_agent_reports_the_outage_then_lists_and_reclai
         c.readyz()
     );
 
+    // EC2 refuses the release, so kubelet's DEL hands it to the agent; the pod goes all the same.
+    c.set_faults(json!({"deny": ["UnassignPrivateIpAddresses"]}));
+    c.delete_pod("aei-c-handed");
+    assert!(
+        c.records().contains("releasing"),
+        "DEL under a denied unassign left no record for the agent: {}",
+        c.records()
+    );
     c.ctl("containerd-stop");
     let outage = c.wait_readyz(|code| code != 200, Duration::from_secs(30));
+    // While the runtime is down, EC2 takes releases again: the hand-off needs no sandbox listing.
+    c.set_faults(json!({}));
+    let want_live: BTreeSet<IpAddr> = before.iter().copied().chain([kept, lost]).collect();
+    let finished = wait_until(AGENT_RELEASE_WITHIN, || c.held() == want_live);
+    let still_down = c.readyz().0 != 200;
     c.ctl("containerd-start");
     assert!(
         outage.is_some(),
         "/readyz stayed 200 for 30 s while containerd was stopped"
+    );
+    assert!(
+        finished && still_down,
+        "the handed-off release was not finished during the outage (finished {finished}, runtime still down {still_down}); ENI holds {:?}",
+        c.held()
     );
     c.wait_readyz(|code| code == 200, Duration::from_secs(30))
         .unwrap_or_else(|| {
@@ -245,13 +265,23 @@ fn after_a_containerd_restart_the_agent_reports_the_outage_then_lists_and_reclai
     );
 }
 
+fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + within;
+    while std::time::Instant::now() < end {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    done()
+}
+
 #[test]
-#[ignore = "needs issue 25 item 5 (the agent follows a new pod's addresses at once); run with --ignored"]
 fn a_vip_added_inside_a_running_pod_is_on_the_eni_within_one_second() {
     let _serial = serial();
     let c = Cluster::from_env();
     let before = c.held();
-    c.create_pod("aei-vip");
+    c.create_net_admin_pod("aei-vip");
     c.wait_ready("aei-node-test=aei-vip", 1, Duration::from_secs(180));
     let vip: IpAddr = "198.18.1.240".parse().unwrap();
     c.kubectl(&[
@@ -281,7 +311,6 @@ fn a_vip_added_inside_a_running_pod_is_on_the_eni_within_one_second() {
 }
 
 #[test]
-#[ignore = "needs issue 22 item 2 (the agent brings up the no_manage ENI's link); run with --ignored"]
 fn a_multus_eni_link_down_when_the_agent_starts_is_brought_up_and_pods_answer() {
     let _serial = serial();
     let c = Cluster::from_env();
