@@ -245,7 +245,10 @@ impl Cluster {
             "/_sim/faults",
             Some(&body),
         );
-        assert!((200..300).contains(&code), "POST /_sim/faults {body}: {code} {answer}");
+        assert!(
+            (200..300).contains(&code),
+            "POST /_sim/faults {body}: {code} {answer}"
+        );
     }
 
     /// EC2 calls ec2-sim has served, by action.
