@@ -29,6 +29,7 @@ fn the_node_budget_holds_twenty_processes_to_its_rate() {
             burst: BURST,
             refill_per_second: RATE,
         }),
+        node_ec2_rate: None,
     })
     .unwrap();
     let exe = std::env::current_exe().unwrap();

@@ -94,6 +94,7 @@ pub(crate) fn agent(ctx: &Ctx) -> Result<AgentBench, String> {
     };
     node.write_settings(&NodeSettings {
         ec2_budget: Some(limits),
+        node_ec2_rate: None,
     })
     .map_err(|e| e.to_string())?;
     put_records(ctx, &store, 0, RECORDS)?;

@@ -8,7 +8,11 @@
 //! Knobs (environment): BENCH_RUNS (20), BENCH_BURST_RUNS (20), BENCH_BURST_PODS (100),
 //! BENCH_NODES (10,50,200), BENCH_PODS_PER_NODE (20), BENCH_IN_FLIGHT (32),
 //! BENCH_SCALE_BUCKET (100/20 = capacity/refill per second), BENCH_PYTHON (interpreter with boto3),
-//! BENCH_AGENT_IDLE_SECS (130, at least 70), BENCH_VIP_MOVES (100).
+//! BENCH_AGENT_IDLE_SECS (130, at least 70), BENCH_VIP_MOVES (100), BENCH_FLEET_NODES (1000,5000:
+//! the simulated fleets of section 11).
+
+// The reconciler's pass future nests deeply (release through the budgeted EC2 call).
+#![recursion_limit = "256"]
 
 // The reconciler's pass future nests deeply (release through the budgeted EC2 call).
 #![recursion_limit = "256"]
@@ -19,9 +23,11 @@ mod agent;
 mod agent_proc;
 mod burst;
 mod child;
+mod cotenant;
 #[allow(dead_code)]
 #[path = "../../tests/common/cri.rs"]
 mod cri;
+mod fleet;
 mod follow;
 mod hook;
 mod layout;
@@ -69,6 +75,7 @@ struct Opts {
     scale_bucket: Throttle,
     agent_idle_secs: usize,
     vip_moves: usize,
+    fleet_nodes: Vec<usize>,
 }
 
 fn env_num(name: &str, default: usize) -> Result<usize, String> {
@@ -116,6 +123,14 @@ impl Opts {
             scale_bucket,
             agent_idle_secs: env_num("BENCH_AGENT_IDLE_SECS", 130)?,
             vip_moves: env_num("BENCH_VIP_MOVES", 100)?.max(1),
+            fleet_nodes: match std::env::var("BENCH_FLEET_NODES") {
+                Ok(v) if !v.trim().is_empty() => v
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| format!("BENCH_FLEET_NODES={v:?} must be like 1000,5000"))?,
+                _ => vec![1000, 5000],
+            },
         };
         if o.burst_pods > 147 {
             return Err("BENCH_BURST_PODS: at most 147 (3 ENIs × 49 secondary addresses)".into());
@@ -251,6 +266,48 @@ fn mib(kib: f64) -> f64 {
     kib / 1024.0
 }
 
+/// Section 11 (the simulated fleets) and the report's closing lines, one per fleet size.
+fn fleet_section(scale: &[scale::ScaleRun], bucket: Throttle, sizes: Vec<usize>) -> String {
+    let mut w = String::new();
+    let _ = writeln!(
+        w,
+        "## 11. Fleets on a virtual clock: 1,000 and 5,000 nodes\n\nThe nodes run the plugin's own control law (`store::PaceLaw`, the code of the node budget) and its spool's leader/waiter rule, against one AssignPrivateIpAddresses bucket per FACTS.md ({} burst, {}/s, a throttled call takes no token), with a co-tenant (the VPC CNI) calling the same action once a second. A scale-out: one node joins every {JOIN_S_PER_NODE} s on average, its {} pods come within its first 20 s, each ADD has the default timeoutMs; a pod that ends in code 11 is run again a second later, as kubelet would. The bound is the later of the last pod's arrival and what the bucket allows for the calls made.\n",
+        fleet::BUCKET_CAPACITY, fleet::BUCKET_REFILL, FLEET_PODS_PER_NODE
+    );
+    let _ = writeln!(w, "{}", fleet::HEADER);
+    let mut lines = Vec::new();
+    lines.extend(scale::final_line(scale, bucket));
+    for n in sizes {
+        let started = Instant::now();
+        let r = fleet::simulate(
+            fleet::workload(n, FLEET_PODS_PER_NODE, JOIN_S_PER_NODE),
+            None,
+        );
+        eprintln!(
+            "bench: fleet of {n} simulated in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let _ = writeln!(w, "{}", fleet::row(&format!("{n} nodes, scale-out"), &r));
+        lines.push(fleet::final_line(
+            "simulated",
+            n,
+            r.throttled_per_accepted(),
+            r.converge(),
+            r.code11,
+            r.co_tenant_share(),
+        ));
+    }
+    let _ = writeln!(w);
+    for l in lines {
+        let _ = writeln!(w, "{l}");
+    }
+    w
+}
+
+/// The simulated scale-out: pods per node, and seconds between node joins on average.
+const FLEET_PODS_PER_NODE: usize = 20;
+const JOIN_S_PER_NODE: f64 = 7.0;
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
@@ -342,6 +399,12 @@ fn real_main() -> Result<(), String> {
         (&load_start, &load_end),
         started,
     );
+    let mut report = report;
+    report.push_str(&fleet_section(
+        &scale,
+        ctx.opts.scale_bucket,
+        ctx.opts.fleet_nodes.clone(),
+    ));
     println!("{report}");
     std::fs::create_dir_all(&bench_dir).map_err(|e| e.to_string())?;
     let path = bench_dir.join("report.md");

@@ -1,5 +1,6 @@
 //! Section 6: many nodes, one account bucket.
 
+use super::cotenant::CoTenant;
 use super::phase::{phase, Job, Phase};
 use super::*;
 
@@ -8,6 +9,8 @@ pub(crate) struct ScaleRun {
     pub(crate) pods: usize,
     pub(crate) add: Phase,
     pub(crate) del: Phase,
+    /// The co-tenant's calls during the ADD phase, and how many were throttled.
+    pub(crate) co_tenant: (u64, u64),
 }
 
 pub(crate) fn scale(ctx: &Ctx) -> Result<Vec<ScaleRun>, String> {
@@ -47,7 +50,15 @@ pub(crate) fn scale(ctx: &Ctx) -> Result<Vec<ScaleRun>, String> {
                 });
             }
         }
-        let add = phase(ctx, "ADD", &jobs, ctx.opts.in_flight, SCALE_ATTEMPTS);
+        let co_tenant = CoTenant::start(&ctx.sim.ec2_url(), 1.0);
+        let mut add = phase(ctx, "ADD", &jobs, ctx.opts.in_flight, SCALE_ATTEMPTS);
+        let co_tenant = co_tenant.stop();
+        // The co-tenant's calls are not ours: the phase's counters leave them out.
+        add.calls.mutating = add.calls.mutating.saturating_sub(co_tenant.0);
+        add.calls.throttled = add.calls.throttled.saturating_sub(co_tenant.1);
+        if let Some(n) = add.calls.by_action.get_mut("AssignPrivateIpAddresses") {
+            *n = n.saturating_sub(co_tenant.0);
+        }
         let del = phase(ctx, "DEL", &jobs, ctx.opts.in_flight, SCALE_ATTEMPTS);
         let _ = std::fs::remove_dir_all(&root);
         drop(links);
@@ -56,6 +67,7 @@ pub(crate) fn scale(ctx: &Ctx) -> Result<Vec<ScaleRun>, String> {
             pods: jobs.len(),
             add,
             del,
+            co_tenant,
         });
     }
     Ok(out)
@@ -79,7 +91,7 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
         "Each node is a c5.4xlarge with its own IMDS identity (own listener), ENI, master link (its MAC) and state dir; all ADDs (pod-major order, so every node starts early), then all DELs, at most {} plugin processes at once on this 2-core machine. EC2 latency {LATENCY_MS} ms, IMDS 1 ms. One account-level **bucket per EC2 action, capacity {}, refill {}/s**, shared by every node (AWS documents per-action buckets per account and Region; its real sizes for these actions are not published in a form we can cite, so this is a stand-in: the time scales with 1/refill). A failed pod is run again up to {} times, a second apart, as kubelet would. **One run per N** (a full set takes minutes).\n",
         o.in_flight, b.capacity, b.refill_per_second, SCALE_ATTEMPTS - 1
     );
-    let _ = writeln!(w, "| nodes | pods | phase | time to converge, s | bucket's lower bound, s | EC2 calls (incl. throttled) | throttled | accepted calls | failed invocations | pods never done | per-pod ms p50 / p95 / max | CPU busy (children + sim) |");
+    let _ = writeln!(w, "| nodes | pods | phase | time to converge, s | bucket's lower bound, s | EC2 calls (incl. throttled) | throttled | accepted calls | failed invocations | pods never done | per-pod ms (ADD→address on the ENI, for ADD) p50 / p99 / max | CPU busy (children + sim) |");
     let _ = writeln!(
         w,
         "|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"
@@ -113,7 +125,7 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
                 p.execs.iter().filter(|e| !e.ok()).count() + p.failures.iter().filter(|f| f.contains("cannot start")).count(),
                 p.not_done,
                 pct(50.0),
-                pct(95.0),
+                pct(99.0),
                 pct(100.0),
             );
         }
@@ -161,7 +173,7 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
     }
 }
 
-/// Issue 14's goals for the largest run, beside main's figures (2f49c27, 200 nodes × 20 pods).
+/// Issue 26's targets for the largest run, beside main's figures (2672631, 200 nodes × 20 pods).
 fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
     let Some(big) = scale.iter().max_by_key(|s| s.pods) else {
         return;
@@ -169,7 +181,7 @@ fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
     let bound = (big.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second;
     let _ = writeln!(
         w,
-        "| {} nodes × {} pods | main 2f49c27 (200 × 20) | now, ADD | now, DEL | goal |",
+        "| {} nodes × {} pods | main 2672631 (200 × 20) | now, ADD | now, DEL | goal |",
         big.nodes,
         big.pods / big.nodes.max(1)
     );
@@ -189,17 +201,17 @@ fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
     let rows: [Row; 3] = [
         (
             "throttled responses per accepted call",
-            "3.5",
+            "0.95",
             &throttled,
-            1.0,
+            0.1,
         ),
         (
             "time to converge / the bucket's bound",
             "1.01",
             &converge,
-            1.05,
+            1.1,
         ),
-        ("invocations that ended in code 11", "4", &code_11, 0.0),
+        ("invocations that ended in code 11", "0", &code_11, 0.0),
     ];
     for (name, before, f, goal) in rows {
         let (a, d) = (f(&big.add), f(&big.del));
@@ -211,4 +223,35 @@ fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
         );
     }
     let _ = writeln!(w);
+}
+
+/// The report's closing line for the largest real run: ADD and DEL together, the co-tenant's share
+/// during ADD.
+pub(crate) fn final_line(scale: &[ScaleRun], b: Throttle) -> Option<String> {
+    let big = scale.iter().max_by_key(|s| s.pods)?;
+    let bound = (big.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second;
+    let phases = [&big.add, &big.del];
+    let throttled: u64 = phases.iter().map(|p| p.calls.throttled).sum();
+    let accepted: u64 = phases
+        .iter()
+        .map(|p| (p.calls.mutating + p.calls.describes).saturating_sub(p.calls.throttled))
+        .sum();
+    let converge = phases
+        .iter()
+        .map(|p| if bound > 0.0 { p.wall_s / bound } else { 0.0 })
+        .fold(0.0, f64::max);
+    let code11 = phases
+        .iter()
+        .flat_map(|p| &p.execs)
+        .filter(|e| !e.ok() && e.stdout.contains("\"code\":11"))
+        .count() as u64;
+    let co_tenant = big.co_tenant.1 as f64 / big.co_tenant.0.max(1) as f64;
+    Some(super::fleet::final_line(
+        "real",
+        big.nodes,
+        throttled as f64 / accepted.max(1) as f64,
+        converge,
+        code11,
+        co_tenant,
+    ))
 }

@@ -121,6 +121,7 @@ fn generous_budget(dir: &Path) -> Result<(), String> {
             burst: 1000,
             refill_per_second: 1000.0,
         }),
+        node_ec2_rate: None,
     })
     .map_err(|e| e.to_string())
 }

@@ -27,12 +27,23 @@ in pods of networks with \"followAddresses\", and serves metrics and health. Sto
   --region NAME              EC2 region (default: from IMDS)
   --ec2-endpoint URL         EC2 endpoint (default: $AWS_ENDPOINT_URL_EC2, else the regional one)
   --imds-endpoint URL        IMDS endpoint (default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else 169.254.169.254)
-  --log-level LEVEL          error, warn, info, debug (default info)";
+  --log-level LEVEL          error, warn, info, debug (default info)
+  --node-ec2-rate RATE       calls per second per EC2 action this node may use: its share of the
+                             account bucket, e.g. 4 / nodes (default: derived from what the node
+                             observed); written to the node dir, read by every plugin process";
 
 pub fn run(args: &[String]) -> ExitCode {
-    match parse(args) {
-        Ok(Some(config)) => crate::agent::run(config),
-        Ok(None) => {
+    let parsed = node_ec2_rate(args).and_then(|(rate, rest)| Ok((rate, parse(&rest)?)));
+    match parsed {
+        Ok((rate, Some(config))) => {
+            // Unset clears an earlier share: the node derives its own again.
+            if let Err(e) = config.node.set_node_ec2_rate(rate) {
+                eprintln!("aws-eni-ip agent: cannot record --node-ec2-rate: {e}");
+                return ExitCode::from(1);
+            }
+            crate::agent::run(config)
+        }
+        Ok((_, None)) => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
@@ -62,6 +73,25 @@ fn number(flag: &str, v: &str, range: std::ops::RangeInclusive<u64>) -> Result<u
                 range.end()
             )
         })
+}
+
+/// Takes `--node-ec2-rate RATE` out of `args`: the rate, and the other flags.
+pub fn node_ec2_rate(args: &[String]) -> Result<(Option<f64>, Vec<String>), String> {
+    let (mut rate, mut rest) = (None, Vec::new());
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg != "--node-ec2-rate" {
+            rest.push(arg.clone());
+            continue;
+        }
+        let v = it.next().ok_or("--node-ec2-rate needs a value")?;
+        let r = v
+            .parse::<f64>()
+            .map_err(|_| format!("--node-ec2-rate {v:?} is not a number"))?;
+        crate::store::validate_node_rate(r).map_err(|e| format!("--node-ec2-rate: {e}"))?;
+        rate = Some(r);
+    }
+    Ok((rate, rest))
 }
 
 /// `Ok(None)`: help was asked for.
@@ -172,6 +202,23 @@ mod tests {
         assert_eq!(c.drift_interval, None);
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.log_level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn the_node_ec2_rate_is_taken_out_and_checked() {
+        let (rate, rest) =
+            node_ec2_rate(&args(&["--interval", "5", "--node-ec2-rate", "0.02"])).unwrap();
+        assert_eq!(rate, Some(0.02));
+        assert_eq!(rest, args(&["--interval", "5"]));
+        assert_eq!(node_ec2_rate(&args(&["--grace", "1"])).unwrap().0, None);
+        for bad in [
+            &["--node-ec2-rate", "x"][..],
+            &["--node-ec2-rate", "0"],
+            &["--node-ec2-rate"],
+        ] {
+            let e = node_ec2_rate(&args(bad)).unwrap_err();
+            assert!(e.contains("--node-ec2-rate"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

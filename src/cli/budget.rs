@@ -9,8 +9,9 @@ const USAGE: &str = "\
 usage: aws-eni-ip budget [--node-dir DIR] [--burst N --refill-per-second R] [--json]
 
 Shows the node's EC2 budget: the limits every plugin process on the node shares (burst, refill
-per second), and the bucket now (tokens, and the refill rate after throttling slowed it). With
---burst and --refill-per-second, sets the limits first.
+per second, the operator's per-node rate if set), and each EC2 action's pace now (tokens, the rate
+the control law chose, what the account granted lately, congestion episodes). With --burst and
+--refill-per-second, sets the limits first.
 
   --node-dir DIR            the node dir (default /var/lib/cni/aws-eni-ip)
   --burst N                 mutating calls the node may send at once (1-1000; default 10)
@@ -62,6 +63,7 @@ pub fn run(args: &[String]) -> ExitCode {
             }
             let settings = NodeSettings {
                 ec2_budget: Some(limits),
+                ..node.settings()
             };
             if let Err(e) = std::fs::create_dir_all(&dir)
                 .map_err(|e| e.to_string())
@@ -75,23 +77,35 @@ pub fn run(args: &[String]) -> ExitCode {
     }
     let budget = node.budget();
     let (limits, now) = (budget.limits(), budget.current());
+    let node_rate = node.settings().node_ec2_rate;
     if json {
-        let body = serde_json::json!({"limits": limits, "now": now});
+        let body = serde_json::json!({"limits": limits, "nodeEc2Rate": node_rate, "now": now});
         println!("{body}");
     } else {
+        let share = match node_rate {
+            Some(r) => format!("{r}/s per action, set by the operator"),
+            None => "derived from what the node observed".into(),
+        };
         println!(
-            "limits: burst {}, refill {}/s (node dir {})\nnow:    {:.1} tokens, refill {:.2}/s{}",
+            "limits: burst {}, refill at most {}/s per action, node share {share} (node dir {})",
             limits.burst,
             limits.refill_per_second,
             dir.display(),
-            now.tokens,
-            now.rate,
-            if now.rate < limits.refill_per_second {
-                " (slowed by throttled answers; grows back by itself)"
-            } else {
-                ""
-            }
         );
+        if now.actions.is_empty() {
+            println!("now:    no mutating EC2 call yet");
+        }
+        let law = budget.law();
+        for (action, p) in &now.actions {
+            println!(
+                "{action}: {:.1} tokens, pace {:.3}/s, granted {:.3}/s lately, floor {:.3}/s, {} congestion episodes",
+                p.tokens,
+                p.rate,
+                law.goodput(p),
+                law.floor(p),
+                p.episodes
+            );
+        }
     }
     ExitCode::SUCCESS
 }

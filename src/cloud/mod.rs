@@ -160,10 +160,10 @@ pub trait CallBudget: Send + Sync {
         started: std::time::Instant,
         deadline: std::time::Instant,
     ) -> Option<std::time::Duration>;
-    /// EC2 answered throttled: slow the node down.
-    fn throttled(&self);
-    /// EC2 took the call (whatever its answer): the node may speed up again.
-    fn accepted(&self);
+    /// EC2 answered "slow down" to `action`'s attempt sent at `sent`: once per congestion episode, slow the node down.
+    fn throttled(&self, action: &'static str, sent: std::time::Instant);
+    /// EC2 took the call (whatever its answer): it counts towards what the account grants the node.
+    fn accepted(&self, action: &'static str);
 }
 
 /// What the AWS clients need to know: where to call, and by when every call must be done.

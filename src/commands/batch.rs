@@ -1,16 +1,22 @@
 //! Group commit: the `Ec2` that ADD and release use for mutating calls. A call becomes a request in
-//! the ENI's spool; whoever takes the ENI's batch lock first sends every pending request, one EC2
-//! call per kind, and answers each requester. A lone request goes out at once; requests that come
-//! while a call is in flight share the next one. When EC2 refuses a shared call for a reason that
-//! may belong to one request (in use, outside the subnet, the limit), each request is sent alone so
-//! that each pod gets its own answer. Safety stays with the callers: they hold the address locks
-//! and decide from describes, exactly as without batching.
+//! the ENI's spool; the one leader (whoever takes the ENI's batch lock without waiting) sends every
+//! pending request, one EC2 call per kind, and answers each requester; the others watch for their
+//! answer and take the lock only when nobody holds it. A lone request goes out at once; requests
+//! that come while a call is in flight share the next one. When EC2 refuses a shared call for a
+//! reason that may belong to one request (in use, outside the subnet, the limit), each request is
+//! sent alone so that each pod gets its own answer. A request whose earlier send has an unknown
+//! outcome (its leader died, or the call timed out) is settled from the ENI's listing first.
+//! Safety stays with the callers: they hold the address locks and decide from describes.
 
 use crate::cloud::{CloudError, Ec2, EniView};
-use crate::store::{BatchOp, BatchOutcome, BatchRequest, NodeDir, Spool};
+use crate::store::{BatchOp, BatchOutcome, BatchRequest, NodeDir, Spool, Withdrawn};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often a waiter looks for its answer, at first and at most.
+const WATCH_FIRST: Duration = Duration::from_millis(2);
+const WATCH_MOST: Duration = Duration::from_millis(25);
 
 pub struct Batched<'a, E> {
     inner: &'a E,
@@ -37,24 +43,42 @@ impl<'a, E: Ec2> Batched<'a, E> {
                 return send(self.inner, eni, op, &addrs).await;
             }
         };
-        let _lead = match spool.lead(self.deadline) {
-            Ok(l) => l,
-            Err(_) => {
-                spool.withdraw(&ticket);
-                return Err(CloudError::Transient {
-                    action: op.action(),
-                    reason: format!(
-                        "another process on this node was still sending the batch for {eni} at the deadline"
-                    ),
-                });
+        let mut watch = WATCH_FIRST;
+        loop {
+            if let Some(outcome) = spool.take_outcome(ticket.name()) {
+                spool.finish(ticket);
+                return into_result(op, outcome);
             }
-        };
-        if let Some(outcome) = spool.take_outcome(&ticket) {
-            return into_result(op, outcome);
+            let lead = spool.try_lead().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "batch lock unusable: waiting for another leader");
+                None
+            });
+            if let Some(_lead) = lead {
+                // Answered between our look and the lock: nothing more to send for us.
+                if let Some(outcome) = spool.take_outcome(ticket.name()) {
+                    spool.finish(ticket);
+                    return into_result(op, outcome);
+                }
+                let own = self.lead(&spool, eni, ticket.name()).await;
+                spool.finish(ticket);
+                return own;
+            }
+            if Instant::now() + watch >= self.deadline {
+                return match spool.withdraw(ticket) {
+                    Withdrawn::Answered(outcome) => into_result(op, outcome),
+                    Withdrawn::Unsent => Err(CloudError::Transient {
+                        action: op.action(),
+                        reason: format!("another process on this node was still sending the batch for {eni} at the deadline; nothing was sent for this request"),
+                    }),
+                    Withdrawn::InFlight => Err(CloudError::Transient {
+                        action: op.action(),
+                        reason: format!("the batch carrying this request to {eni} had no answer by the deadline: the next attempt reads the ENI's listing"),
+                    }),
+                };
+            }
+            tokio::time::sleep(watch).await;
+            watch = (watch * 2).min(WATCH_MOST);
         }
-        let own = self.lead(&spool, eni, &ticket).await;
-        spool.withdraw(&ticket);
-        own
     }
 
     /// Sends everything pending on the ENI; returns what became of `own`.
@@ -64,28 +88,48 @@ impl<'a, E: Ec2> Batched<'a, E> {
             groups.entry(req.op).or_default().push((ticket, req));
         }
         let mut own_result = None;
-        for (op, mut group) in groups {
-            for (ticket, req) in group.iter_mut() {
-                spool.mark_sent(ticket, req);
+        let mut listing: Option<Option<EniView>> = None;
+        for (op, group) in groups {
+            let mut to_send = Vec::new();
+            for (ticket, mut req) in group {
+                // An earlier send may have been carried out: the ENI's listing says, not a guess.
+                if req.sends > 0 {
+                    let view = match &listing {
+                        Some(v) => v.clone(),
+                        None => listing
+                            .insert(self.inner.describe_eni(eni).await.ok())
+                            .clone(),
+                    };
+                    if view.is_some_and(|v| settled_by(&v, op, &req.addresses)) {
+                        settle(spool, own, &ticket, &req, Ok(()), &mut own_result);
+                        continue;
+                    }
+                }
+                if spool.claim(&ticket, &mut req) {
+                    to_send.push((ticket, req));
+                }
             }
-            let all: Vec<IpAddr> = group
+            if to_send.is_empty() {
+                continue;
+            }
+            let all: Vec<IpAddr> = to_send
                 .iter()
                 .flat_map(|(_, r)| r.addresses.clone())
                 .collect();
-            let shared = group.len() > 1;
+            let shared = to_send.len() > 1;
             let result = send(self.inner, eni, op, &all).await;
             if shared {
                 crate::crash::point("batch:after-shared-ec2");
             }
             match result {
                 Err(e) if shared && !belongs_to_all(&e) => {
-                    for (ticket, req) in &group {
+                    for (ticket, req) in &to_send {
                         let alone = send(self.inner, eni, op, &req.addresses).await;
                         settle(spool, own, ticket, req, alone, &mut own_result);
                     }
                 }
                 r => {
-                    for (ticket, req) in &group {
+                    for (ticket, req) in &to_send {
                         settle(spool, own, ticket, req, r.clone(), &mut own_result);
                     }
                 }
@@ -98,6 +142,14 @@ impl<'a, E: Ec2> Batched<'a, E> {
                 reason: format!("the request for {eni} reached its deadline before it was sent"),
             })
         })
+    }
+}
+
+/// Whether the ENI's listing shows the request carried out: every address on it (assign), or none (unassign).
+fn settled_by(view: &EniView, op: BatchOp, addrs: &[IpAddr]) -> bool {
+    match op.assigns() {
+        true => addrs.iter().all(|a| view.holds(*a)),
+        false => !addrs.iter().any(|a| view.holds(*a)),
     }
 }
 
@@ -118,7 +170,7 @@ fn belongs_to_all(e: &CloudError) -> bool {
 }
 
 /// Answers one request. A transient failure is answered only to ourselves: the others stay
-/// pending for the next sender, whose deadline may be later than ours.
+/// claimed, with an unknown outcome that the next leader reads from the ENI's listing.
 fn settle(
     spool: &Spool,
     own: &str,

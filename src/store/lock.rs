@@ -22,6 +22,15 @@ impl Locks {
             .collect::<Result<_, _>>()?;
         Ok(Locks { _held: held })
     }
+
+    /// Takes `path` if nobody holds it, without waiting: `None` when someone does.
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<Locks>, StoreError> {
+        match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(Locks { _held: vec![l] })),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(StoreError::io("lock", path, e.into())),
+        }
+    }
 }
 
 fn open(path: &Path) -> Result<File, StoreError> {

@@ -16,6 +16,7 @@
 mod agent;
 mod budget;
 mod cache;
+mod clock;
 mod counters;
 mod error;
 mod fs;
@@ -25,14 +26,16 @@ mod record;
 mod spool;
 
 pub use agent::{Heartbeat, NoHandOff, HEARTBEAT_MISSES};
-pub use budget::{BudgetLimits, BudgetState, NodeBudget, NodeSettings};
+pub use budget::law::{Law as PaceLaw, Pace};
+pub use budget::{validate_node_rate, BudgetLimits, BudgetState, NodeBudget, NodeSettings};
 pub use cache::{CachedEni, RegionFile};
+pub use clock::{monotonic_ms, monotonic_ms_at};
 pub use counters::{Ec2Count, OperationCount, PluginCounters};
 pub use error::StoreError;
 pub use lock::Locks;
 pub use node::{NodeDir, DEFAULT_NODE_DIR, NODE_DIR_ENV};
 pub use record::{Attachment, AttachmentKey, Follow, Phase};
-pub use spool::{BatchOp, BatchOutcome, BatchRequest, Spool};
+pub use spool::{BatchOp, BatchOutcome, BatchRequest, Spool, Ticket, Withdrawn};
 
 use fs::{read_json, write_json_atomic, Durability};
 use std::net::IpAddr;

@@ -72,6 +72,7 @@ where
     let started = std::time::Instant::now();
     let uncertain = std::cell::Cell::new(false);
     let last_refusal: std::cell::RefCell<Option<String>> = Default::default();
+    let last_sent = std::sync::Mutex::new(started);
     let deadline = policy.call_deadline();
     let outcome = policy
         .run(
@@ -82,10 +83,14 @@ where
                     Some(b) => b.reserve(action, started, deadline),
                     None => Some(std::time::Duration::ZERO),
                 };
+                let last_sent = &last_sent;
                 async move {
                     let wait = wait.ok_or(Attempt::OverBudget)?;
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
+                    }
+                    if let Ok(mut t) = last_sent.lock() {
+                        *t = std::time::Instant::now();
                     }
                     let result = request.await;
                     let throttled = result.as_ref().is_err_and(|e| is_throttled(e));
@@ -99,8 +104,10 @@ where
                     if let Some(b) = budget {
                         // Any answer but "slow down" means the account's bucket had a token.
                         match is_throttled(e) {
-                            true => b.throttled(),
-                            false => b.accepted(),
+                            true => {
+                                b.throttled(action, last_sent.lock().map(|t| *t).unwrap_or(started))
+                            }
+                            false => b.accepted(action),
                         }
                     }
                     if let SdkError::ServiceError(ctx) = e {
@@ -146,7 +153,7 @@ where
     match outcome {
         Outcome::Done(v) => {
             if let Some(b) = budget {
-                b.accepted();
+                b.accepted(action);
             }
             Ok(v)
         }

@@ -12,7 +12,7 @@ fn one_bad_address_in_a_batch_of_ten_gets_its_own_answer_and_nine_succeed() {
     let spool = bed.store.node().spool(ENI);
     let far = Instant::now() + Duration::from_secs(30);
     // Nine requests of pods waiting on the ENI, and one for an address a VPC CNI ENI holds.
-    let waiting: Vec<(String, &str)> = (50..60)
+    let waiting: Vec<(crate::store::Ticket, &str)> = (50..60)
         .map(|i| {
             let addr = format!("198.18.1.{i}");
             let op = BatchOp::AssignIpv4 {
@@ -33,12 +33,12 @@ fn one_bad_address_in_a_batch_of_ten_gets_its_own_answer_and_nine_succeed() {
         "one shared call, refused; then each request alone"
     );
     for (ticket, kind) in &waiting {
-        match (spool.take_outcome(ticket), *kind) {
+        match (spool.take_outcome(ticket.name()), *kind) {
             (Some(BatchOutcome::Done), "good") => {}
             (Some(BatchOutcome::Refused { code, .. }), "bad") => {
                 assert_eq!(code, "InvalidIPAddress.InUse")
             }
-            (other, kind) => panic!("{kind} request {ticket}: {other:?}"),
+            (other, kind) => panic!("{kind} request {}: {other:?}", ticket.name()),
         }
     }
     let mut held = bed.aws.holds(ENI);

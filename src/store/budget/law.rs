@@ -1,0 +1,323 @@
+//! The control law of a node's share of one EC2 action's account bucket, free of files and clocks:
+//! the node budget runs it on the monotonic clock, the fleet simulation (examples/bench/fleet.rs)
+//! runs this same code on a virtual one.
+//!
+//! Anchor: TCP's AIMD (RFC 5681), with its "one decrease per window" (NewReno's recovery point,
+//! RFC 6582): a throttled answer to a call sent before the last decrease belongs to that episode.
+//! Departures: the decrease goes to what the account actually granted this node lately (its
+//! goodput, as BBR measures delivery rate), not to half of a configured rate it may never have
+//! used; the increase is additive per second, scaled by that goodput so that a fleet's sum grows
+//! by the same fraction of the bucket whatever its size, and jittered so nodes do not rise in step;
+//! the floor is a fraction of the node's goodput (or the operator's per-node rate), so a fleet's
+//! floors add up to less than the bucket. Cilium's operator takes the other road (one fixed
+//! limiter, 4 qps, for the whole cluster): a fleet of independent nodes has no such single caller.
+
+use serde::{Deserialize, Serialize};
+
+/// How long the goodput remembers (s) at least, and at most: a slow node's window spans its last calls.
+const GOODPUT_WINDOW_S: f64 = 60.0;
+const GOODPUT_WINDOW_MAX_S: f64 = 6.0 * 3600.0;
+/// A slowed node's goodput is taken over about this many of its calls.
+const GOODPUT_CALLS: f64 = 20.0;
+/// A young estimate is taken over at least this long, so one lucky call is not a share.
+const GOODPUT_MIN_SPAN_S: f64 = 10.0;
+/// After an episode the node paces at this fraction of its goodput: the fleet's sum falls below the bucket.
+const AFTER_EPISODE: f64 = 0.9;
+/// A second episode before the first has healed: the goodput lags, so the rate also falls by this.
+const BACKOFF: f64 = 0.7;
+/// The floor, as a fraction of the goodput at the last episode: floors add up to at most this of the bucket.
+const FLOOR_OF_GOODPUT: f64 = 0.5;
+/// How much of the last floor a new episode keeps at least.
+const FLOOR_KEEP: f64 = 0.9;
+/// Additive increase per second, as a fraction of the goodput: the fleet regains 10 % of the bucket in about this many seconds × 0.1.
+const INCREASE_OF_GOODPUT_PER_S: f64 = 1.0 / 1200.0;
+/// A node that has never been granted anything still creeps up, at this many calls/s per second.
+const INCREASE_MIN_PER_S: f64 = 1.0 / 100_000.0;
+
+/// What the operator (or the defaults) allow one node for one EC2 action.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Law {
+    /// Calls the node may send at once after a quiet spell.
+    pub burst: f64,
+    /// The node never paces faster than this (calls/s).
+    pub ceiling: f64,
+    /// The operator's per-node rate (`--node-ec2-rate`): the floor, and never exceeded.
+    pub share: Option<f64>,
+}
+
+/// One node's pace for one action, as the law leaves it after each event.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pace {
+    pub tokens: f64,
+    /// Calls per second now.
+    pub rate: f64,
+    /// Monotonic ms of the last update.
+    pub updated_ms: u64,
+    /// Accepted calls, each decayed by its age over the goodput window.
+    #[serde(default)]
+    pub accepted: f64,
+    /// Seconds observed, decayed the same way: accepted / observed is the goodput.
+    #[serde(default)]
+    pub observed: f64,
+    /// Monotonic ms of the last decrease (0: none): throttles of calls sent before it are its episode.
+    #[serde(default)]
+    pub decreased_ms: u64,
+    /// The floor learned at the last episode (calls/s).
+    #[serde(default)]
+    pub floor: f64,
+    /// Congestion episodes seen, for operators.
+    #[serde(default)]
+    pub episodes: u64,
+}
+
+impl Law {
+    /// A node that has seen nothing yet: a full burst at the ceiling (or the operator's share).
+    pub fn fresh(&self, now_ms: u64) -> Pace {
+        Pace {
+            tokens: self.burst,
+            rate: self.top(),
+            updated_ms: now_ms,
+            accepted: 0.0,
+            observed: 0.0,
+            decreased_ms: 0,
+            floor: self.share.unwrap_or(0.0),
+            episodes: 0,
+        }
+    }
+
+    fn top(&self) -> f64 {
+        self.share.map_or(self.ceiling, |s| s.min(self.ceiling))
+    }
+
+    /// The floor now: the operator's share, else half the goodput the account granted at the last episode.
+    pub fn floor(&self, p: &Pace) -> f64 {
+        self.share.unwrap_or(p.floor).min(self.top())
+    }
+
+    /// Calls per second the account granted this node lately.
+    pub fn goodput(&self, p: &Pace) -> f64 {
+        p.accepted / p.observed.max(GOODPUT_MIN_SPAN_S)
+    }
+
+    /// Brings `p` to `now_ms`: tokens refill, the goodput ages, the rate grows additively.
+    /// `jitter` in [0, 1) spreads the growth so that nodes do not rise in step.
+    pub fn advance(&self, p: &mut Pace, now_ms: u64, jitter: f64) {
+        let dt = now_ms.saturating_sub(p.updated_ms) as f64 / 1000.0;
+        if dt <= 0.0 {
+            return;
+        }
+        p.tokens = (p.tokens + p.rate * dt).min(self.burst);
+        let window =
+            (GOODPUT_CALLS / p.rate.max(1e-6)).clamp(GOODPUT_WINDOW_S, GOODPUT_WINDOW_MAX_S);
+        let keep = (-dt / window).exp();
+        p.accepted *= keep;
+        p.observed = p.observed * keep + window * (1.0 - keep);
+        let step = (self.goodput(p) * INCREASE_OF_GOODPUT_PER_S).max(INCREASE_MIN_PER_S);
+        let grown = p.rate + step * dt * (0.5 + jitter.clamp(0.0, 1.0));
+        p.rate = grown.clamp(self.floor(p).min(self.top()), self.top());
+        p.updated_ms = now_ms;
+    }
+
+    /// Takes a token for a call that must be sent before `deadline_ms`: the wait in ms, or `None`
+    /// (nothing taken) when the token would come too late.
+    pub fn reserve(&self, p: &mut Pace, now_ms: u64, deadline_ms: u64) -> Option<u64> {
+        let wait_ms = match p.tokens >= 1.0 {
+            true => 0,
+            false => ((1.0 - p.tokens) / p.rate.max(1e-9) * 1000.0).ceil() as u64,
+        };
+        if now_ms.saturating_add(wait_ms) >= deadline_ms {
+            return None;
+        }
+        // A reservation: later callers queue behind this one.
+        p.tokens -= 1.0;
+        Some(wait_ms)
+    }
+
+    /// EC2 answered "slow down" to a call sent at `sent_ms`. Only the first throttle of an
+    /// episode decreases; a throttle at the floor is someone else's congestion, and changes nothing.
+    pub fn throttled(&self, p: &mut Pace, now_ms: u64, sent_ms: u64) {
+        // One ms of slack: two processes' readings of the clock round apart.
+        if p.decreased_ms != 0 && sent_ms <= p.decreased_ms + 1 {
+            return;
+        }
+        // Within a backoff of the floor: the congestion is not ours to cure.
+        if p.episodes > 0 && p.rate * BACKOFF <= self.floor(p) {
+            return;
+        }
+        let goodput = self.goodput(p);
+        // A floor falls slowly, so a caller that keeps the bucket empty cannot starve us quickly.
+        let floor = self
+            .share
+            .unwrap_or((FLOOR_OF_GOODPUT * goodput).max(FLOOR_KEEP * p.floor));
+        // Never granted anything: no goodput to go by, only the multiplicative step.
+        let target = match goodput > 0.0 {
+            true => (AFTER_EPISODE * goodput).min(BACKOFF * p.rate),
+            false => BACKOFF * p.rate,
+        };
+        p.floor = floor.min(self.top());
+        p.rate = target.min(p.rate).max(self.floor(p));
+        p.tokens = p.tokens.min(0.0);
+        p.decreased_ms = now_ms.max(1);
+        p.episodes += 1;
+    }
+
+    /// EC2 took a call: it counts towards the goodput.
+    pub fn accepted(&self, p: &mut Pace) {
+        p.accepted += 1.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAW: Law = Law {
+        burst: 10.0,
+        ceiling: 5.0,
+        share: None,
+    };
+
+    /// A node that was granted `calls` over the last `secs` seconds.
+    fn granted(calls: usize, secs: u64) -> Pace {
+        let mut p = LAW.fresh(1);
+        for i in 0..calls {
+            LAW.advance(&mut p, 1 + i as u64 * secs * 1000 / calls as u64, 0.5);
+            LAW.accepted(&mut p);
+        }
+        LAW.advance(&mut p, 1 + secs * 1000, 0.5);
+        p
+    }
+
+    #[test]
+    fn one_episode_decreases_once_however_many_throttled_answers_it_brings() {
+        let mut p = granted(20, 20);
+        let t = p.updated_ms;
+        LAW.throttled(&mut p, t, t - 10);
+        let after_first = p.rate;
+        assert!(after_first < 1.0, "paced near its goodput: {after_first}");
+        for i in 0..50 {
+            LAW.throttled(&mut p, t + 5 + i, t - 5);
+        }
+        assert_eq!(
+            p.rate, after_first,
+            "calls sent before the decrease are its episode"
+        );
+        assert_eq!(p.episodes, 1);
+        LAW.throttled(&mut p, t + 100, t + 60);
+        assert!(
+            p.rate < after_first,
+            "a call sent after it starts a new episode"
+        );
+    }
+
+    #[test]
+    fn after_an_episode_the_node_paces_below_what_the_account_granted_it() {
+        let mut p = granted(30, 30);
+        let goodput = LAW.goodput(&p);
+        let t = p.updated_ms;
+        LAW.throttled(&mut p, t, t);
+        assert!(
+            p.rate <= goodput * AFTER_EPISODE + 1e-9,
+            "{} vs {goodput}",
+            p.rate
+        );
+        assert!(p.rate >= LAW.floor(&p));
+        assert!(LAW.floor(&p) <= goodput * FLOOR_OF_GOODPUT + 1e-9);
+    }
+
+    #[test]
+    fn floors_of_a_fleet_add_up_to_less_than_what_the_account_granted_it() {
+        // 1000 nodes shared a bucket of 5 calls/s for a minute: 300 calls, one each to 300 nodes.
+        let bucket = 5.0;
+        let mut sum = 0.0;
+        for i in 0..1000u64 {
+            let mut p = LAW.fresh(1);
+            if i % 10 < 3 {
+                LAW.advance(&mut p, 1 + (i * 7919) % 60_000, 0.5);
+                LAW.accepted(&mut p);
+            }
+            LAW.advance(&mut p, 60_001, 0.5);
+            LAW.throttled(&mut p, 60_001, 60_001);
+            sum += LAW.floor(&p);
+        }
+        assert!(sum < bucket, "floors add up to {sum}/s against {bucket}/s");
+    }
+
+    #[test]
+    fn throttling_by_another_caller_does_not_starve_the_node() {
+        let mut p = granted(30, 30);
+        let mut t = p.updated_ms;
+        LAW.throttled(&mut p, t, t - 1);
+        let floor = LAW.floor(&p);
+        assert!(floor > 0.0);
+        // The VPC CNI keeps the bucket empty: every call of ours is throttled, for ten minutes.
+        for _ in 0..600 {
+            t += 1000;
+            LAW.advance(&mut p, t, 0.5);
+            LAW.throttled(&mut p, t, t - 1);
+            assert!(p.rate >= LAW.floor(&p) - 1e-9, "{p:?}");
+        }
+        assert!(
+            p.rate >= 0.7 * floor,
+            "{} against a first floor of {floor}",
+            p.rate
+        );
+        let far = t + 3_600_000;
+        assert!(
+            LAW.reserve(&mut p, t, far).is_some(),
+            "still sends at the floor"
+        );
+    }
+
+    #[test]
+    fn the_rate_grows_back_additively_with_jitter_and_never_past_the_ceiling() {
+        let mut p = granted(30, 30);
+        let t = p.updated_ms;
+        LAW.throttled(&mut p, t, t);
+        let low = p.rate;
+        let (mut a, mut b) = (p, p);
+        LAW.advance(&mut a, t + 60_000, 0.0);
+        LAW.advance(&mut b, t + 60_000, 0.99);
+        assert!(
+            a.rate > low && b.rate > a.rate,
+            "{low} {} {}",
+            a.rate,
+            b.rate
+        );
+        assert!(
+            b.rate - low < 0.1 * low + 0.01,
+            "slowly: {low} -> {}",
+            b.rate
+        );
+        LAW.advance(&mut b, t + 1_000_000_000, 0.5);
+        assert_eq!(b.rate, LAW.ceiling);
+    }
+
+    #[test]
+    fn an_operators_share_is_both_the_pace_and_the_floor() {
+        let law = Law {
+            share: Some(0.2),
+            ..LAW
+        };
+        let mut p = law.fresh(1);
+        assert_eq!(p.rate, 0.2);
+        for i in 0..100 {
+            law.throttled(&mut p, 10 + i, 10 + i);
+        }
+        assert_eq!(p.rate, 0.2);
+        law.advance(&mut p, 1_000_000, 0.9);
+        assert_eq!(p.rate, 0.2);
+    }
+
+    #[test]
+    fn a_token_that_comes_after_the_deadline_is_not_taken() {
+        let mut p = LAW.fresh(1);
+        p.tokens = 0.0;
+        p.rate = 1.0;
+        assert_eq!(LAW.reserve(&mut p, 1, 500), None);
+        assert_eq!(p.tokens, 0.0);
+        assert_eq!(LAW.reserve(&mut p, 1, 5_000), Some(1000));
+        assert_eq!(p.tokens, -1.0);
+    }
+}
