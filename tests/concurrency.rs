@@ -169,7 +169,10 @@ fn random_add_del_check_keeps_enis_and_store_exact() {
                 let c = conf(p);
                 let r = fx.run(op, &p.container, "net1", &c);
                 let mut m = model.lock().unwrap();
-                m.done.push(format!("{op} {} -> {}", p.container, r.code));
+                m.done.push(match r.code {
+                    0 => format!("{op} {} -> 0", p.container),
+                    code => format!("{op} {} -> {code} {}", p.container, r.stdout.trim()),
+                });
                 match (op, r.code) {
                     ("ADD", 0) => {
                         m.live.insert(i);
@@ -183,11 +186,21 @@ fn random_add_del_check_keeps_enis_and_store_exact() {
                     }
                     ("ADD", _) => {
                         // As a runtime does after a failed ADD: tear down until DEL succeeds.
-                        m.owner.insert(p.addr, None);
+                        let before = m.owner.get(&p.addr).copied().flatten();
                         m.live.remove(&i);
                         drop(m);
                         del_until_ok(&fx, p, &c, seed);
                         m = model.lock().unwrap();
+                        if on(&fx, p.node, p.addr) {
+                            fail(format!(
+                                "ADD {} failed and its DEL succeeded, but {} is still on {}",
+                                p.container, p.addr, ENIS[p.node]
+                            ));
+                        }
+                        // A failed takeover may or may not have moved it: the other node keeps what it still holds.
+                        let other = 1 - p.node;
+                        let kept = before == Some(other) && on(&fx, other, p.addr);
+                        m.owner.insert(p.addr, kept.then_some(other));
                     }
                     ("DEL", code) => {
                         if code != 0 {
@@ -212,8 +225,18 @@ fn random_add_del_check_keeps_enis_and_store_exact() {
                     }
                     ("CHECK", 0) => {
                         if m.owner.get(&p.addr) != Some(&Some(p.node)) {
+                            let peers: Vec<&str> = pods
+                                .iter()
+                                .filter(|q| q.addr == p.addr)
+                                .map(|q| q.container.as_str())
+                                .collect();
+                            let history: Vec<&String> = m
+                                .done
+                                .iter()
+                                .filter(|d| peers.iter().any(|c| d.contains(c)))
+                                .collect();
                             fail(format!(
-                                "CHECK {} passed though {} belongs to another node",
+                                "CHECK {} passed though {} belongs to another node; its pods' operations: {history:#?}",
                                 p.container, p.addr
                             ));
                         }

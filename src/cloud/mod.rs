@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod calls;
 pub mod error;
+pub mod gate;
 pub mod retry;
 pub mod subnet;
 

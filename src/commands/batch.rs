@@ -8,10 +8,12 @@
 //! outcome (its leader died, or the call timed out) is settled from the ENI's listing first.
 //! Safety stays with the callers: they hold the address locks and decide from describes.
 
-use crate::cloud::{CloudError, Ec2, EniView};
+use crate::cloud::{gate, CloudError, Ec2, EniView};
 use crate::store::{BatchOp, BatchOutcome, BatchRequest, NodeDir, Spool, Withdrawn};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a waiter looks for its answer, at first and at most.
@@ -83,12 +85,37 @@ impl<'a, E: Ec2> Batched<'a, E> {
 
     /// Sends everything pending on the ENI; returns what became of `own`.
     async fn lead(&self, spool: &Spool, eni: &str, own: &str) -> Result<(), CloudError> {
+        let mut own_result = None;
+        let mut listing: Option<Option<EniView>> = None;
+        // A round ends early when a requester gave up while its call waited: the rest go again.
+        while own_result.is_none()
+            && self
+                .lead_round(spool, eni, own, &mut own_result, &mut listing)
+                .await
+        {}
+        // Our request was dropped as past its deadline before it could be sent.
+        own_result.unwrap_or_else(|| {
+            Err(CloudError::Transient {
+                action: "batch",
+                reason: format!("the request for {eni} reached its deadline before it was sent"),
+            })
+        })
+    }
+
+    /// One look at the spool, one call per kind; true when a call went unsent and must be redone.
+    async fn lead_round(
+        &self,
+        spool: &Spool,
+        eni: &str,
+        own: &str,
+        own_result: &mut Option<Result<(), CloudError>>,
+        listing: &mut Option<Option<EniView>>,
+    ) -> bool {
         let mut groups: BTreeMap<BatchOp, Vec<(String, BatchRequest)>> = BTreeMap::new();
         for (ticket, req) in spool.pending() {
             groups.entry(req.op).or_default().push((ticket, req));
         }
-        let mut own_result = None;
-        let mut listing: Option<Option<EniView>> = None;
+        let mut again = false;
         for (op, group) in groups {
             let mut to_send = Vec::new();
             for (ticket, mut req) in group {
@@ -101,7 +128,7 @@ impl<'a, E: Ec2> Batched<'a, E> {
                             .clone(),
                     };
                     if view.is_some_and(|v| settled_by(&v, op, &req.addresses)) {
-                        settle(spool, own, &ticket, &req, Ok(()), &mut own_result);
+                        settle(spool, own, &ticket, &req, Ok(()), own_result);
                         continue;
                     }
                 }
@@ -117,31 +144,84 @@ impl<'a, E: Ec2> Batched<'a, E> {
                 .flat_map(|(_, r)| r.addresses.clone())
                 .collect();
             let shared = to_send.len() > 1;
-            let result = send(self.inner, eni, op, &all).await;
+            let gate = Gate::new(spool, own, &to_send);
+            let result = gate.around(send(self.inner, eni, op, &all)).await;
+            if gate.closed() {
+                // Nothing went out: the requests still wanted are pending again.
+                for (ticket, req) in &to_send {
+                    spool.unclaim(ticket, req);
+                }
+                again = true;
+                continue;
+            }
             if shared {
                 crate::crash::point("batch:after-shared-ec2");
             }
             match result {
                 Err(e) if shared && !belongs_to_all(&e) => {
                     for (ticket, req) in &to_send {
-                        let alone = send(self.inner, eni, op, &req.addresses).await;
-                        settle(spool, own, ticket, req, alone, &mut own_result);
+                        let one = [(ticket.clone(), req.clone())];
+                        let gate = Gate::new(spool, own, &one);
+                        let alone = gate.around(send(self.inner, eni, op, &req.addresses)).await;
+                        match gate.closed() {
+                            true => spool.unclaim(ticket, req),
+                            false => settle(spool, own, ticket, req, alone, own_result),
+                        }
                     }
                 }
                 r => {
                     for (ticket, req) in &to_send {
-                        settle(spool, own, ticket, req, r.clone(), &mut own_result);
+                        settle(spool, own, ticket, req, r.clone(), own_result);
                     }
                 }
             }
         }
-        // Our request was dropped as past its deadline before it could be sent.
-        own_result.unwrap_or_else(|| {
-            Err(CloudError::Transient {
-                action: "batch",
-                reason: format!("the request for {eni} reached its deadline before it was sent"),
-            })
-        })
+        again
+    }
+}
+
+/// What the leader checks right before a call goes out: that each requester it carries still waits.
+struct Gate {
+    closed: Arc<AtomicBool>,
+    spool: Spool,
+    claimed: Vec<(String, u64)>,
+}
+
+impl Gate {
+    /// The leader's own request is not watched: its call's deadline is its own already.
+    fn new(spool: &Spool, own: &str, requests: &[(String, BatchRequest)]) -> Gate {
+        Gate {
+            closed: Arc::new(AtomicBool::new(false)),
+            spool: spool.clone(),
+            claimed: requests
+                .iter()
+                .filter(|(t, _)| t != own)
+                .map(|(t, r)| (t.clone(), r.deadline_monotonic_ms))
+                .collect(),
+        }
+    }
+
+    async fn around<F: std::future::Future>(&self, call: F) -> F::Output {
+        let (closed, spool, claimed) = (
+            self.closed.clone(),
+            self.spool.clone(),
+            self.claimed.clone(),
+        );
+        gate::gated(
+            move || {
+                let open = spool.still_wanted(&claimed);
+                if !open {
+                    closed.store(true, Ordering::SeqCst);
+                }
+                open
+            },
+            call,
+        )
+        .await
+    }
+
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 

@@ -89,6 +89,9 @@ where
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
                     }
+                    if !crate::cloud::gate::is_open() {
+                        return Err(Attempt::NotSent);
+                    }
                     if let Ok(mut t) = last_sent.lock() {
                         *t = std::time::Instant::now();
                     }
@@ -99,7 +102,7 @@ where
                 }
             },
             |e| match e {
-                Attempt::OverBudget => Verdict::Fail,
+                Attempt::OverBudget | Attempt::NotSent => Verdict::Fail,
                 Attempt::Sdk(e) => {
                     if let Some(b) = budget {
                         // Any answer but "slow down" means the account's bucket had a token.
@@ -162,6 +165,12 @@ where
         Outcome::Failed(Attempt::OverBudget) | Outcome::OutOfTime(Some(Attempt::OverBudget)) => {
             Err(over_budget())
         }
+        Outcome::Failed(Attempt::NotSent) | Outcome::OutOfTime(Some(Attempt::NotSent)) => {
+            Err(CloudError::Transient {
+                action,
+                reason: "not sent: the requests it carried were given up while it waited".into(),
+            })
+        }
         Outcome::OutOfTime(None) => Err(CloudError::Transient {
             action,
             reason: "no answer before the deadline (timeoutMs)".into(),
@@ -173,6 +182,8 @@ where
 enum Attempt<E> {
     Sdk(E),
     OverBudget,
+    /// The gate closed while the attempt waited: nothing was sent.
+    NotSent,
 }
 
 fn is_throttled<E: ProvideErrorMetadata>(

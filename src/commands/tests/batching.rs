@@ -75,3 +75,29 @@ fn a_request_resent_after_a_crashed_sender_is_never_adopted() {
     bed.run("DEL", "c1", conf(&[]), del).unwrap();
     assert!(bed.aws.holds(ENI).is_empty(), "released as its own");
 }
+
+#[test]
+fn a_request_given_up_while_the_leaders_call_waited_is_never_sent() {
+    let bed = Bed::new();
+    let spool = bed.store.node().spool(ENI);
+    let far = Instant::now() + Duration::from_secs(30);
+    let op = BatchOp::AssignIpv4 {
+        allow_reassignment: false,
+    };
+    let gave_up = spool.submit(op, &[ip("198.18.1.50")], far).unwrap();
+    // Its requester ends (its ticket's flock goes) while the leader's shared call waits for a token.
+    *bed.aws.while_waiting.borrow_mut() = Some(Box::new(move || drop(gave_up)));
+    bed.run("ADD", "c60", conf(&["198.18.1.60/24"]), add)
+        .unwrap();
+    assert_eq!(
+        bed.aws.holds(ENI),
+        vec![ip("198.18.1.60")],
+        "nothing sent for .50"
+    );
+    assert_eq!(
+        bed.aws.count("AssignPrivateIpAddresses"),
+        1,
+        "the shared call went unsent; .60 went alone"
+    );
+    assert!(spool.pending().is_empty());
+}

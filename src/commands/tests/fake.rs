@@ -30,6 +30,8 @@ pub struct FakeAws {
     /// The next IPv4 assign was carried out by an earlier attempt whose answer was lost: its
     /// addresses land on the ENI, and the request is refused as in use, maybe applied.
     pub applied_by_an_earlier_attempt: RefCell<bool>,
+    /// What happens while the next mutating call waits for the node's budget, before it is sent.
+    pub while_waiting: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
 pub const INSTANCE: &str = "i-0a1b2c3d4e5f60001";
@@ -69,6 +71,7 @@ impl FakeAws {
             recently_unassigned: RefCell::default(),
             refuse_as_maybe_applied: RefCell::new(false),
             applied_by_an_earlier_attempt: RefCell::new(false),
+            while_waiting: RefCell::new(None),
         };
         for (eni, mac, primary) in [
             (ENI, MAC, "198.18.1.10"),
@@ -143,6 +146,19 @@ impl FakeAws {
     }
 
     fn enter(&self, action: &'static str) -> Result<(), CloudError> {
+        if action.starts_with("Assign") || action.starts_with("Unassign") {
+            let waited = self.while_waiting.borrow_mut().take();
+            if let Some(meanwhile) = waited {
+                meanwhile();
+            }
+        }
+        // As the AWS client does after the budget's wait: a closed gate sends nothing.
+        if !crate::cloud::gate::is_open() {
+            return Err(CloudError::Transient {
+                action,
+                reason: "not sent".into(),
+            });
+        }
         self.calls.borrow_mut().push(action.to_string());
         match self.fail_next.borrow_mut().remove(action) {
             Some(e) => Err(e),

@@ -150,8 +150,9 @@ impl Law {
         let floor = self
             .share
             .unwrap_or((FLOOR_OF_GOODPUT * goodput).max(FLOOR_KEEP * p.floor));
-        // Never granted anything: no goodput to go by, only the multiplicative step.
-        let target = match goodput > 0.0 {
+        // A goodput taken over less than its span understates the grant (a node seconds old would
+        // fall to a fraction of its share and starve): only the multiplicative step until then.
+        let target = match goodput > 0.0 && p.observed >= GOODPUT_MIN_SPAN_S {
             true => (AFTER_EPISODE * goodput).min(BACKOFF * p.rate),
             false => BACKOFF * p.rate,
         };
@@ -208,6 +209,19 @@ mod tests {
         assert!(
             p.rate < after_first,
             "a call sent after it starts a new episode"
+        );
+    }
+
+    #[test]
+    fn a_node_seconds_old_backs_off_by_a_step_not_to_its_understated_goodput() {
+        // 10 calls granted in its first 2 s: 5/s, though the goodput's 10 s span says 1/s.
+        let mut p = granted(10, 2);
+        let t = p.updated_ms;
+        LAW.throttled(&mut p, t, t);
+        assert!(
+            (p.rate - BACKOFF * LAW.ceiling).abs() < 1e-9,
+            "paced at {} after its first episode",
+            p.rate
         );
     }
 

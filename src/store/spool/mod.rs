@@ -20,7 +20,7 @@ mod ticket;
 
 pub use ticket::Ticket;
 
-use super::clock::monotonic_ms_at;
+use super::clock::{monotonic_ms, monotonic_ms_at};
 use super::fs::{create_private_dir, read_json, write_json_atomic, Durability};
 use super::lock::Locks;
 use super::{NodeDir, StoreError};
@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// A request this close to its deadline is not sent: its answer could not reach its requester.
+pub(super) const SEND_MARGIN_MS: u64 = 100;
 
 /// The kind of EC2 call a request needs; requests of one kind share a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -183,6 +186,33 @@ impl Spool {
         request.sends += 1;
         let _ = write_json_atomic(&sent, request, Durability::ProcessCrashSafe);
         true
+    }
+
+    /// Whether every claimed request is still wanted right now: its requester waits, and its
+    /// deadline is far enough away for an answer to reach it. The leader asks before each send.
+    pub fn still_wanted(&self, claimed: &[(String, u64)]) -> bool {
+        let now = monotonic_ms();
+        claimed.iter().all(|(ticket, deadline_ms)| {
+            *deadline_ms > now + SEND_MARGIN_MS
+                && ticket::liveness(&self.file(ticket, "live")) == ticket::Liveness::Waiting
+        })
+    }
+
+    /// Puts back a claimed request that was not sent after all, unless its requester let go.
+    pub fn unclaim(&self, ticket: &str, request: &BatchRequest) {
+        let sent = self.file(ticket, "sent");
+        if ticket::liveness(&self.file(ticket, "live")) == ticket::Liveness::Waiting {
+            let back = BatchRequest {
+                sends: request.sends.saturating_sub(1),
+                ..request.clone()
+            };
+            let _ = write_json_atomic(
+                &self.file(ticket, "req"),
+                &back,
+                Durability::ProcessCrashSafe,
+            );
+        }
+        let _ = std::fs::remove_file(sent);
     }
 
     /// Writes the requester its outcome and retires the request; nothing for one that let go.

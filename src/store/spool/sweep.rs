@@ -1,7 +1,7 @@
 //! The leader's look at the spool: what is pending, and what is left over to clean.
 
 use super::ticket::{liveness, Liveness};
-use super::{BatchRequest, Spool};
+use super::{BatchRequest, Spool, SEND_MARGIN_MS};
 use crate::store::clock::monotonic_ms;
 use crate::store::fs::{list_dir, read_json};
 use std::path::Path;
@@ -28,7 +28,7 @@ impl Spool {
                     let live = self.file(ticket, "live");
                     match read_json::<BatchRequest>(&file).ok().flatten() {
                         Some(r)
-                            if r.deadline_monotonic_ms > now
+                            if r.deadline_monotonic_ms > now + SEND_MARGIN_MS
                                 && liveness(&live) == Liveness::Waiting =>
                         {
                             out.push((ticket.to_string(), r))
