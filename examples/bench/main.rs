@@ -13,8 +13,6 @@
 
 // The reconciler's pass future nests deeply (release through the budgeted EC2 call).
 #![recursion_limit = "256"]
-// The reconciler's pass future nests deeply (release through the budgeted EC2 call).
-#![recursion_limit = "256"]
 
 mod agent;
 #[allow(dead_code)]
