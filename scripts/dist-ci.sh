@@ -26,7 +26,9 @@ out=$("$bin" version)
   echo "dist-ci: $bin version printed '$out', expected 'aws-eni-ip $VERSION' (Cargo.toml)" >&2
   exit 1
 }
-tar -tzf "$OUT/aws-eni-ip-$VERSION-linux-$docker_arch.tar.gz" | grep -qx "aws-eni-ip-$VERSION-linux-$docker_arch/aws-eni-ip" || {
+# The whole listing first: grep -q would close the pipe early and pipefail would blame tar.
+listing=$(tar -tzf "$OUT/aws-eni-ip-$VERSION-linux-$docker_arch.tar.gz")
+grep -qx "aws-eni-ip-$VERSION-linux-$docker_arch/aws-eni-ip" <<<"$listing" || {
   echo "dist-ci: the tarball lacks the binary" >&2
   exit 1
 }

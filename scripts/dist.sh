@@ -48,8 +48,9 @@ for arch in "$@"; do
   [[ $PROFILE == dev ]] && built=${CARGO_TARGET_DIR:-target}/$triple/debug/aws-eni-ip
 
   # Static means no program interpreter and no shared libraries: the host's libc is never used.
-  if readelf -lW "$built" | grep -q 'Requesting program interpreter' ||
-    readelf -dW "$built" | grep -q '(NEEDED)'; then
+  # Read whole: grep -q closing the pipe early would make pipefail fail the check open.
+  headers=$(readelf -lW "$built")$'\n'$(readelf -dW "$built")
+  if grep -q 'Requesting program interpreter' <<<"$headers" || grep -q '(NEEDED)' <<<"$headers"; then
     echo "dist: $built is not static:" >&2
     readelf -lW "$built" | grep -i interpreter >&2 || true
     readelf -dW "$built" | grep NEEDED >&2 || true

@@ -7,7 +7,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 aei=${1:?usage: images.sh AWS_ENI_IP_STATIC_BINARY}
-if readelf -lW "$aei" | grep -q 'program interpreter'; then
+if grep -q 'program interpreter' <<<"$(readelf -lW "$aei")"; then
   echo "images.sh: $aei is not static; build it with scripts/dist.sh (make image-test does)" >&2
   exit 1
 fi
