@@ -6,7 +6,7 @@ use super::metrics::{render, AgentMetrics};
 use super::reconcile::{reason, Listing, Reason, ReconcileSettings, Reconciler};
 use super::watch::{AddressSource, AddressWatch};
 use crate::cloud::CloudError;
-use crate::commands::tests::fake::{FakeAws, ENI, MAC};
+use crate::commands::tests::fake::{block, temp_store, FakeAws, ENI, MAC};
 use crate::node::{AddressChange, HostError};
 use crate::store::{
     now_unix, now_unix_ms, Attachment, Follow, NodeDir, Phase, PluginCounters, Store,
@@ -46,14 +46,6 @@ fn live(ids: &[&str]) -> HashSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 struct Node {
     store: Store,
     aws: FakeAws,
@@ -62,12 +54,7 @@ struct Node {
 
 impl Node {
     fn new() -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &dir.path().join("state"),
-            NodeDir::new(dir.path().join("node")),
-        )
-        .unwrap();
+        let (dir, store) = temp_store();
         Node {
             store,
             aws: FakeAws::new(),

@@ -57,6 +57,26 @@ fn view(eni: &str, instance: &str, tagged: bool, primary: &str) -> EniView {
     }
 }
 
+/// Runs `f` to completion on a current-thread runtime, as the plugin's main does.
+pub fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A state dir and a node dir in a fresh temporary directory (kept while the TempDir lives).
+pub fn temp_store() -> (tempfile::TempDir, crate::store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(
+        &dir.path().join("state"),
+        crate::store::NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    (dir, store)
+}
+
 impl FakeAws {
     pub fn new() -> FakeAws {
         let mut fake = FakeAws {

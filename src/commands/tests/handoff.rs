@@ -21,14 +21,6 @@ fn followed(addrs: &[&str]) -> serde_json::Value {
     c
 }
 
-fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 /// The agent's release of c1, as a pass does it.
 fn release_one(
     bed: &Bed,

@@ -6,8 +6,8 @@ use super::{add::add, check::check, del::del, gc::gc, Ctx};
 use crate::cloud::CloudError;
 use crate::cni::{Environment, ErrorCode, NetConf};
 use crate::config::PluginConfig;
-use crate::store::{NodeDir, Store};
-use fake::{FakeAws, FakeHost, ENI, OTHER};
+use crate::store::Store;
+use fake::{block, temp_store, FakeAws, FakeHost, ENI, OTHER};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -19,14 +19,10 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store) = temp_store();
         Bed {
             aws: FakeAws::new(),
-            store: Store::open(
-                &dir.path().join("state"),
-                NodeDir::new(dir.path().join("node")),
-            )
-            .unwrap(),
+            store,
             _dir: dir,
         }
     }
@@ -50,11 +46,7 @@ impl Bed {
             host: &FakeHost,
             deadline: std::time::Instant::now() + config.timeout,
         };
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f(&ctx))
+        block(f(&ctx))
     }
 }
 

@@ -25,16 +25,12 @@ impl Bed {
             host: &FakeHost,
             deadline: std::time::Instant::now() + ipam.plugin.timeout,
         };
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                match cmd {
-                    "ADD" => ipam::add(&ctx, &ipam).await.map(|(_, s)| s.addresses),
-                    _ => del(&ctx).await.map(|s| s.addresses),
-                }
-            })
+        block(async {
+            match cmd {
+                "ADD" => ipam::add(&ctx, &ipam).await.map(|(_, s)| s.addresses),
+                _ => del(&ctx).await.map(|s| s.addresses),
+            }
+        })
     }
 }
 
