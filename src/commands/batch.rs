@@ -86,13 +86,8 @@ impl<'a, E: Ec2> Batched<'a, E> {
     /// Sends everything pending on the ENI; returns what became of `own`.
     async fn lead(&self, spool: &Spool, eni: &str, own: &str) -> Result<(), CloudError> {
         let mut own_result = None;
-        let mut listing: Option<Option<EniView>> = None;
         // A round ends early when a requester gave up while its call waited: the rest go again.
-        while own_result.is_none()
-            && self
-                .lead_round(spool, eni, own, &mut own_result, &mut listing)
-                .await
-        {}
+        while own_result.is_none() && self.lead_round(spool, eni, own, &mut own_result).await {}
         // Our request was dropped as past its deadline before it could be sent.
         own_result.unwrap_or_else(|| {
             Err(CloudError::Transient {
@@ -109,8 +104,9 @@ impl<'a, E: Ec2> Batched<'a, E> {
         eni: &str,
         own: &str,
         own_result: &mut Option<Result<(), CloudError>>,
-        listing: &mut Option<Option<EniView>>,
     ) -> bool {
+        // Read once per round: a round's sends make an earlier listing stale.
+        let mut listing: Option<Option<EniView>> = None;
         let mut groups: BTreeMap<BatchOp, Vec<(String, BatchRequest)>> = BTreeMap::new();
         for (ticket, req) in spool.pending() {
             groups.entry(req.op).or_default().push((ticket, req));
@@ -147,9 +143,9 @@ impl<'a, E: Ec2> Batched<'a, E> {
             let gate = Gate::new(spool, own, &to_send);
             let result = gate.around(send(self.inner, eni, op, &all)).await;
             if gate.closed() {
-                // Nothing went out: the requests still wanted are pending again.
+                // The last attempt did not go out: the requests still wanted are pending again.
                 for (ticket, req) in &to_send {
-                    spool.unclaim(ticket, req);
+                    spool.unclaim(ticket, req, gate.sent());
                 }
                 again = true;
                 continue;
@@ -164,7 +160,7 @@ impl<'a, E: Ec2> Batched<'a, E> {
                         let gate = Gate::new(spool, own, &one);
                         let alone = gate.around(send(self.inner, eni, op, &req.addresses)).await;
                         match gate.closed() {
-                            true => spool.unclaim(ticket, req),
+                            true => spool.unclaim(ticket, req, gate.sent()),
                             false => settle(spool, own, ticket, req, alone, own_result),
                         }
                     }
@@ -183,6 +179,8 @@ impl<'a, E: Ec2> Batched<'a, E> {
 /// What the leader checks right before a call goes out: that each requester it carries still waits.
 struct Gate {
     closed: Arc<AtomicBool>,
+    /// An attempt went out before the gate closed (a retry's gate, say): its outcome is unknown.
+    sent: Arc<AtomicBool>,
     spool: Spool,
     claimed: Vec<(String, u64)>,
 }
@@ -192,6 +190,7 @@ impl Gate {
     fn new(spool: &Spool, own: &str, requests: &[(String, BatchRequest)]) -> Gate {
         Gate {
             closed: Arc::new(AtomicBool::new(false)),
+            sent: Arc::new(AtomicBool::new(false)),
             spool: spool.clone(),
             claimed: requests
                 .iter()
@@ -202,22 +201,28 @@ impl Gate {
     }
 
     async fn around<F: std::future::Future>(&self, call: F) -> F::Output {
-        let (closed, spool, claimed) = (
-            self.closed.clone(),
-            self.spool.clone(),
-            self.claimed.clone(),
-        );
+        // Only the leader's own request: nobody else can give up on it.
+        if self.claimed.is_empty() {
+            return call.await;
+        }
+        let (closed, sent) = (self.closed.clone(), self.sent.clone());
+        let (spool, claimed) = (self.spool.clone(), self.claimed.clone());
         gate::gated(
             move || {
                 let open = spool.still_wanted(&claimed);
-                if !open {
-                    closed.store(true, Ordering::SeqCst);
+                match open {
+                    true => sent.store(true, Ordering::SeqCst),
+                    false => closed.store(true, Ordering::SeqCst),
                 }
                 open
             },
             call,
         )
         .await
+    }
+
+    fn sent(&self) -> bool {
+        self.sent.load(Ordering::SeqCst)
     }
 
     fn closed(&self) -> bool {

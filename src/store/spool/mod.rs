@@ -198,12 +198,15 @@ impl Spool {
         })
     }
 
-    /// Puts back a claimed request that was not sent after all, unless its requester let go.
-    pub fn unclaim(&self, ticket: &str, request: &BatchRequest) {
-        let sent = self.file(ticket, "sent");
+    /// Puts back a claimed request whose last attempt did not go out, unless its requester let
+    /// go. Its send stays counted when an earlier attempt of the call went out (`sent`).
+    pub fn unclaim(&self, ticket: &str, request: &BatchRequest, sent: bool) {
         if ticket::liveness(&self.file(ticket, "live")) == ticket::Liveness::Waiting {
             let back = BatchRequest {
-                sends: request.sends.saturating_sub(1),
+                sends: match sent {
+                    true => request.sends,
+                    false => request.sends.saturating_sub(1),
+                },
                 ..request.clone()
             };
             let _ = write_json_atomic(
@@ -212,7 +215,7 @@ impl Spool {
                 Durability::ProcessCrashSafe,
             );
         }
-        let _ = std::fs::remove_file(sent);
+        let _ = std::fs::remove_file(self.file(ticket, "sent"));
     }
 
     /// Writes the requester its outcome and retires the request; nothing for one that let go.
@@ -326,6 +329,31 @@ mod tests {
         let again = s.pending();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].1.sends, 1, "its outcome is unknown");
+    }
+
+    #[test]
+    fn an_unsent_claim_goes_back_pending_with_its_send_counted_only_if_an_attempt_went_out() {
+        let (_d, s) = spool();
+        let addr = ["198.18.1.5".parse().unwrap()];
+        let t = s.submit(BatchOp::UnassignIpv4, &addr, far()).unwrap();
+        for (sent, sends) in [(false, 0), (true, 1)] {
+            let mut req = s.pending().remove(0).1;
+            assert!(s.claim(t.name(), &mut req));
+            s.unclaim(t.name(), &req, sent);
+            let again = s.pending();
+            assert_eq!(again.len(), 1, "pending again");
+            assert_eq!(again[0].1.sends, sends, "sent before: {sent}");
+            assert!(!s.file(t.name(), "sent").exists());
+        }
+        let name = t.name().to_string();
+        let mut req = s.pending().remove(0).1;
+        assert!(s.claim(&name, &mut req));
+        drop(t); // its requester gave up while the call waited
+        s.unclaim(&name, &req, false);
+        assert!(
+            s.pending().is_empty(),
+            "nothing put back for a requester that let go"
+        );
     }
 
     #[test]
