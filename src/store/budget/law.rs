@@ -163,6 +163,22 @@ impl Law {
         p.episodes += 1;
     }
 
+    /// [`Law::advance`], except that an action that has met no congestion of its own takes the
+    /// pace the node learned on another (`learned`): EC2 sizes the address actions' buckets alike
+    /// (100 / 5 each) and the same fleet shares them, so a share learned on one is the best start
+    /// for another, where a fresh burst at the ceiling from every node at once is a herd.
+    pub fn advance_beside(&self, p: &mut Pace, learned: Option<&Pace>, now_ms: u64, jitter: f64) {
+        match learned {
+            Some(l) if p.episodes == 0 && l.episodes > 0 => {
+                *p = *l;
+                self.advance(p, now_ms, jitter);
+                // Its calls queued on the other action are not ours to wait for.
+                p.tokens = p.tokens.max(0.0);
+            }
+            _ => self.advance(p, now_ms, jitter),
+        }
+    }
+
     /// EC2 took a call: it counts towards the goodput.
     pub fn accepted(&self, p: &mut Pace) {
         p.accepted += 1.0;
@@ -322,6 +338,33 @@ mod tests {
         assert_eq!(p.rate, 0.2);
         law.advance(&mut p, 1_000_000, 0.9);
         assert_eq!(p.rate, 0.2);
+    }
+
+    #[test]
+    fn an_action_without_congestion_of_its_own_starts_from_the_share_learned_on_another() {
+        let mut assign = granted(30, 30);
+        let t = assign.updated_ms;
+        LAW.throttled(&mut assign, t, t);
+        assign.tokens = -3.0;
+        let mut unassign = LAW.fresh(t + 1000);
+        LAW.advance_beside(&mut unassign, Some(&assign), t + 1000, 0.5);
+        assert!(
+            unassign.rate < LAW.ceiling / 2.0 && (0.0..1.0).contains(&unassign.tokens),
+            "paced like the learned action, not a fresh burst, nor behind its queue: {unassign:?}"
+        );
+        assert_eq!(unassign.floor, assign.floor);
+        assert!((LAW.goodput(&unassign) - LAW.goodput(&assign)).abs() < 0.05);
+
+        let mut own = unassign;
+        LAW.advance(&mut own, t + 2000, 0.5);
+        let mut other = granted(30, 30);
+        LAW.throttled(&mut other, t + 1500, t + 1500);
+        LAW.advance_beside(&mut unassign, Some(&other), t + 2000, 0.5);
+        assert_eq!(unassign, own, "once it has its own episodes they are kept");
+        let mut calm = LAW.fresh(t);
+        let fresh = LAW.fresh(t + 2000);
+        LAW.advance_beside(&mut calm, Some(&fresh), t + 2000, 0.5);
+        assert_eq!(calm.rate, LAW.ceiling, "nothing learned, nothing taken");
     }
 
     #[test]

@@ -194,6 +194,14 @@ impl NodeBudget {
         };
         let now = monotonic_ms();
         let mut s = self.load();
+        // The node's latest congestion, on whichever action met it (a pace from before a reboot
+        // knows nothing of this boot's clock).
+        let learned = s
+            .actions
+            .iter()
+            .filter(|(a, p)| a.as_str() != action && p.episodes > 0 && p.updated_ms <= now)
+            .max_by_key(|(_, p)| p.decreased_ms)
+            .map(|(_, p)| *p);
         let pace = s
             .actions
             .entry(action.to_string())
@@ -202,7 +210,8 @@ impl NodeBudget {
         if pace.updated_ms > now {
             *pace = self.law.fresh(now);
         }
-        self.law.advance(pace, now, rand::random::<f64>());
+        self.law
+            .advance_beside(pace, learned.as_ref(), now, rand::random::<f64>());
         let out = change(pace, now);
         if let Err(e) = write_json_atomic(&self.state, &s, Durability::ProcessCrashSafe) {
             tracing::warn!(error = %e, "EC2 budget not saved");
@@ -311,10 +320,14 @@ mod tests {
         );
         assert!(assign.tokens < 0.2, "burst drained: {assign:?}");
         assert!(!s.actions.contains_key("UnassignPrivateIpAddresses"));
-        assert_eq!(
-            b.reserve("UnassignPrivateIpAddresses", Instant::now(), far),
-            Some(Duration::ZERO),
-            "another action's bucket is untouched"
+        assert!(
+            b.reserve("UnassignPrivateIpAddresses", Instant::now(), far) > Some(Duration::ZERO),
+            "another action starts from the share learned here, not from a fresh burst"
+        );
+        let after = b.current();
+        assert!(
+            after.actions["AssignPrivateIpAddresses"].tokens >= assign.tokens,
+            "but it spends its own tokens: {after:?}"
         );
     }
 
