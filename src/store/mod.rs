@@ -379,4 +379,4 @@ fn mac_key(mac: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

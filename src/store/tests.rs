@@ -1,6 +1,17 @@
 //! The store against a temp dir: layout, quarantine, torn records, modes, node-wide refcounts, locks.
 use super::*;
 
+/// A state dir and a node dir in a fresh temporary directory (kept while the TempDir lives).
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("state"),
+        NodeDir::new(dir.path().join("node")),
+    )
+    .unwrap();
+    (dir, store)
+}
+
 fn record(container: &str, eni: &str, addrs: &[&str]) -> Attachment {
     Attachment {
         network: "net-a".into(),
@@ -25,12 +36,7 @@ fn record(container: &str, eni: &str, addrs: &[&str]) -> Attachment {
 
 #[test]
 fn put_get_remove_and_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("state"),
-        NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
+    let (_dir, store) = temp_store();
     let r = record("c1", "eni-1", &["198.18.1.5"]);
     store.put(&r).unwrap();
     assert_eq!(store.get(&r.key()).unwrap(), Some(r.clone()));
@@ -52,12 +58,7 @@ fn state_dir_is_private() {
 
 #[test]
 fn an_address_held_by_another_record_on_the_same_eni_is_not_releasable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("state"),
-        NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
+    let (_dir, store) = temp_store();
     let a = record("c1", "eni-1", &["198.18.1.5", "198.18.1.6"]);
     let b = record("c2", "eni-1", &["198.18.1.5"]);
     let c = record("c3", "eni-2", &["198.18.1.6"]);
@@ -82,12 +83,7 @@ fn two_stores(dir: &Path) -> (Store, Store) {
 
 #[test]
 fn a_corrupt_record_is_quarantined_and_blocks_neither_listing_nor_its_own_lookup() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("state"),
-        NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
+    let (_dir, store) = temp_store();
     let bad = record("c1", "eni-1", &["198.18.1.5"]);
     let good = record("c2", "eni-1", &["198.18.1.6"]);
     store.put(&bad).unwrap();
@@ -110,12 +106,7 @@ fn a_corrupt_record_is_quarantined_and_blocks_neither_listing_nor_its_own_lookup
 
 #[test]
 fn a_record_torn_by_a_power_loss_after_update_is_read_from_its_durable_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("state"),
-        NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
+    let (_dir, store) = temp_store();
     let mut r = record("c1", "eni-1", &["198.18.1.5"]);
     r.phase = Phase::Assigning;
     store.put(&r).unwrap();
@@ -192,12 +183,7 @@ fn the_refcount_sees_records_of_every_state_dir_on_the_node() {
 
 #[test]
 fn adopted_addresses_are_never_releasable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("state"),
-        NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
+    let (_dir, store) = temp_store();
     let mut r = record("c1", "eni-1", &["198.18.1.5", "198.18.1.6"]);
     r.adopted = vec!["198.18.1.5".parse().unwrap()];
     store.put(&r).unwrap();
@@ -237,12 +223,7 @@ fn a_lock_held_past_the_deadline_times_out_naming_it() {
 /// hang, a path outside the state dir, or memory.
 #[test]
 fn a_hostile_record_file_blocks_nothing_and_is_set_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("state"),
-        NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
+    let (dir, store) = temp_store();
     let good = record("c0", "eni-1", &["198.18.1.5"]);
     store.put(&good).unwrap();
     let net = dir.path().join("state/attachments/net-a");
@@ -274,12 +255,7 @@ fn a_hostile_record_file_blocks_nothing_and_is_set_aside() {
 
 #[test]
 fn a_key_that_could_name_another_path_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        &dir.path().join("state"),
-        NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
+    let (_dir, store) = temp_store();
     for (network, container, ifname) in [
         ("..", "c1", "net1"),
         ("net/a", "c1", "net1"),

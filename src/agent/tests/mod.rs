@@ -6,8 +6,9 @@ use super::metrics::{render, AgentMetrics};
 use super::reconcile::{reason, Listing, Reason, ReconcileSettings, Reconciler};
 use super::watch::{AddressSource, AddressWatch};
 use crate::cloud::CloudError;
-use crate::commands::tests::fake::{block, temp_store, FakeAws, ENI, MAC};
+use crate::commands::tests::fake::{block, FakeAws, ENI, MAC};
 use crate::node::{AddressChange, HostError};
+use crate::store::tests::temp_store;
 use crate::store::{
     now_unix, now_unix_ms, Attachment, Follow, NodeDir, Phase, PluginCounters, Store,
 };

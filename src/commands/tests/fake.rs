@@ -66,17 +66,6 @@ pub fn block<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
-/// A state dir and a node dir in a fresh temporary directory (kept while the TempDir lives).
-pub fn temp_store() -> (tempfile::TempDir, crate::store::Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::Store::open(
-        &dir.path().join("state"),
-        crate::store::NodeDir::new(dir.path().join("node")),
-    )
-    .unwrap();
-    (dir, store)
-}
-
 impl FakeAws {
     pub fn new() -> FakeAws {
         let mut fake = FakeAws {

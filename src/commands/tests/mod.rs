@@ -6,8 +6,9 @@ use super::{add::add, check::check, del::del, gc::gc, Ctx};
 use crate::cloud::CloudError;
 use crate::cni::{Environment, ErrorCode, NetConf};
 use crate::config::PluginConfig;
+use crate::store::tests::temp_store;
 use crate::store::Store;
-use fake::{block, temp_store, FakeAws, FakeHost, ENI, OTHER};
+use fake::{block, FakeAws, FakeHost, ENI, OTHER};
 use serde_json::json;
 use std::net::IpAddr;
 

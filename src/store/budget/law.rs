@@ -9,8 +9,10 @@
 //! used; the increase is additive per second, scaled by that goodput so that a fleet's sum grows
 //! by the same fraction of the bucket whatever its size, and jittered so nodes do not rise in step;
 //! the floor is a fraction of the node's goodput (or the operator's per-node rate), so a fleet's
-//! floors add up to less than the bucket. Cilium's operator takes the other road (one fixed
-//! limiter, 4 qps, for the whole cluster): a fleet of independent nodes has no such single caller.
+//! floors add up to less than the bucket; an action not yet throttled starts from the pace learned
+//! on another (the address actions' buckets are alike and the same fleet shares them). Cilium's
+//! operator takes the other road (one fixed limiter, 4 qps, for the whole cluster): a fleet of
+//! independent nodes has no such single caller.
 
 use serde::{Deserialize, Serialize};
 
@@ -361,10 +363,14 @@ mod tests {
         LAW.throttled(&mut other, t + 1500, t + 1500);
         LAW.advance_beside(&mut unassign, Some(&other), t + 2000, 0.5);
         assert_eq!(unassign, own, "once it has its own episodes they are kept");
+        // Busy but never throttled: its pace says nothing about the fleet.
+        let mut busy = granted(30, 30);
+        busy.tokens = -2.0;
         let mut calm = LAW.fresh(t);
-        let fresh = LAW.fresh(t + 2000);
-        LAW.advance_beside(&mut calm, Some(&fresh), t + 2000, 0.5);
-        assert_eq!(calm.rate, LAW.ceiling, "nothing learned, nothing taken");
+        let mut alone = calm;
+        LAW.advance(&mut alone, t + 2000, 0.5);
+        LAW.advance_beside(&mut calm, Some(&busy), t + 2000, 0.5);
+        assert_eq!(calm, alone, "nothing learned, nothing taken");
     }
 
     #[test]
