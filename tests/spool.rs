@@ -2,9 +2,9 @@
 //! never waits for the batch lock, and a requester in another PID namespace is never taken for
 //! dead while it holds its ticket (liveness is a flock, not a pid).
 
-use aws_eni_ip::cloud::{CloudError, Ec2, EniView};
+use aws_eni_ip::cloud::{CallBudget, CloudError, Ec2, EniView};
 use aws_eni_ip::commands::batch::Batched;
-use aws_eni_ip::store::{BatchOp, BatchOutcome, NodeDir};
+use aws_eni_ip::store::{BatchOp, BatchOutcome, BudgetLimits, NodeBudget, NodeDir, NodeSettings};
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -21,9 +21,17 @@ const CHILD_DIR: &str = "AEI_SPOOL_CHILD_NODE_DIR";
 struct Recording {
     held: Mutex<Vec<Ipv4Addr>>,
     calls: Mutex<Vec<String>>,
+    /// The node budget a leader waits on before it claims, as the AWS client's.
+    budget: Option<NodeBudget>,
 }
 
 impl Ec2 for Recording {
+    async fn pace(&self, action: &'static str, until: Instant) {
+        if let Some(b) = &self.budget {
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(b.ready_in(action).min(left)).await;
+        }
+    }
     async fn assign_ipv4(&self, eni: &str, a: &[Ipv4Addr], _: bool) -> Result<(), CloudError> {
         self.calls
             .lock()
@@ -169,6 +177,44 @@ fn a_killed_leader_hands_over_and_its_waiter_completes() {
         calls,
         vec![format!("assign {ENI} [{}]", addr(5))],
         "nothing for the dead leader's request"
+    );
+    assert!(node.spool(ENI).pending().is_empty());
+}
+
+#[test]
+fn requests_that_come_while_the_leader_waits_for_the_nodes_token_share_its_call() {
+    let (_dir, node) = node();
+    node.write_settings(&NodeSettings {
+        ec2_budget: Some(BudgetLimits {
+            burst: 1,
+            refill_per_second: 1.0,
+        }),
+        node_ec2_rate: None,
+    })
+    .unwrap();
+    let budget = node.budget();
+    // Another call of the node just took the only token: the next comes in a second.
+    let far = Instant::now() + Duration::from_secs(30);
+    let action = "AssignPrivateIpAddresses";
+    assert_eq!(
+        budget.reserve(action, Instant::now(), far),
+        Some(Duration::ZERO)
+    );
+    let ec2 = Recording {
+        budget: Some(budget),
+        ..Recording::default()
+    };
+    std::thread::scope(|s| {
+        let first = s.spawn(|| assign(&ec2, &node, addr(5), Duration::from_secs(20)));
+        std::thread::sleep(Duration::from_millis(300));
+        let second = s.spawn(|| assign(&ec2, &node, addr(6), Duration::from_secs(20)));
+        first.join().unwrap().unwrap();
+        second.join().unwrap().unwrap();
+    });
+    assert_eq!(
+        ec2.calls.lock().unwrap().clone(),
+        vec![format!("assign {ENI} [{}, {}]", addr(5), addr(6))],
+        "one token, one call for both"
     );
     assert!(node.spool(ENI).pending().is_empty());
 }

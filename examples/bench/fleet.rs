@@ -20,6 +20,8 @@ const TIMEOUT_MS: u64 = aws_eni_ip::config::DEFAULT_TIMEOUT_MS;
 const KUBELET_RETRY_MS: u64 = 1_000;
 /// The paced retry's jitter (RetryPolicy's base).
 const RETRY_JITTER_MS: u64 = 50;
+/// A plugin process's start, IMDS reads and spool submit before its request is pending (section 1).
+const PROCESS_START_MS: u64 = 20;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
@@ -31,6 +33,11 @@ pub struct Workload {
     /// Calls per second of the co-tenant on the same action.
     pub co_tenant_per_s: f64,
     pub seed: u64,
+    /// `Some(n)`: section 6's closed loop instead: every node fresh at once, pods in pod-major
+    /// order through `n` plugin processes, each pod's process held until its address is on the ENI.
+    pub processes: Option<usize>,
+    /// The account bucket's capacity and refill per second.
+    pub bucket: (f64, f64),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -91,9 +98,9 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn admit(&mut self, now: u64) -> bool {
+    fn admit(&mut self, now: u64, (capacity, refill): (f64, f64)) -> bool {
         let dt = now.saturating_sub(self.at) as f64 / 1000.0;
-        self.tokens = (self.tokens + dt * BUCKET_REFILL).min(BUCKET_CAPACITY);
+        self.tokens = (self.tokens + dt * refill).min(capacity);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -115,29 +122,56 @@ struct Sim {
     r: FleetResult,
     last_done: u64,
     co_tenant_per_s: f64,
+    /// Pods not yet started, in order, for the closed loop.
+    backlog: std::collections::VecDeque<(usize, usize)>,
+    refill: f64,
+    bucket_capacity: f64,
 }
 
 impl Sim {
+    fn bucket_size(&self) -> (f64, f64) {
+        (self.bucket_capacity, self.refill)
+    }
+
+    /// The closed loop's next pod takes the process a finished one left.
+    fn start_next(&mut self, now: u64) {
+        if let Some((node, pod)) = self.backlog.pop_front() {
+            let t = now + PROCESS_START_MS;
+            self.pods[pod].first_ms = t;
+            self.pods[pod].deadline_ms = t + TIMEOUT_MS;
+            self.at(t, Event::PodArrives { node, pod });
+        }
+    }
+
     fn at(&mut self, t: u64, e: Event) {
         self.seq += 1;
         self.queue.push(Reverse((t, self.seq, e)));
     }
 
-    /// The node's leader gathers what is pending and asks the budget when to send (batch.rs, call.rs).
+    /// The node's leader asks the budget when to send, and gathers what is pending once its
+    /// token is there (batch.rs, call.rs): requests that come during the wait share the call.
     fn lead(&mut self, node: usize, now: u64) {
         let n = &mut self.nodes[node];
         if n.busy || n.pending.is_empty() {
             return;
         }
         n.busy = true;
-        n.batch = std::mem::take(&mut n.pending);
         self.reserve(node, now);
+    }
+
+    /// The requests the leader's call carries: the claimed batch, else what is pending.
+    fn carried(&self, node: usize) -> &Vec<usize> {
+        let n = &self.nodes[node];
+        match n.batch.is_empty() {
+            true => &n.pending,
+            false => &n.batch,
+        }
     }
 
     fn reserve(&mut self, node: usize, now: u64) {
         let jitter = self.rng.random::<f64>();
-        let leader_deadline = self.nodes[node]
-            .batch
+        let leader_deadline = self
+            .carried(node)
             .iter()
             .map(|p| self.pods[*p].deadline_ms)
             .min()
@@ -153,7 +187,11 @@ impl Sim {
 
     /// The leader's deadline came first: it ends in code 11; the others are pending again.
     fn give_up(&mut self, node: usize, now: u64) {
-        let mut batch = std::mem::take(&mut self.nodes[node].batch);
+        let n = &mut self.nodes[node];
+        let mut batch = match n.batch.is_empty() {
+            true => std::mem::take(&mut n.pending),
+            false => std::mem::take(&mut n.batch),
+        };
         batch.sort_by_key(|p| self.pods[*p].deadline_ms);
         let mut again = Vec::new();
         for (i, p) in batch.into_iter().enumerate() {
@@ -183,7 +221,11 @@ impl Sim {
                     self.lead(node, now);
                 }
                 Event::Send { node } => {
-                    let ok = self.bucket.admit(now);
+                    let n = &mut self.nodes[node];
+                    if n.batch.is_empty() {
+                        n.batch = std::mem::take(&mut n.pending);
+                    }
+                    let ok = self.bucket.admit(now, self.bucket_size());
                     self.at(
                         now + LATENCY_MS,
                         Event::Answer {
@@ -197,6 +239,18 @@ impl Sim {
                     let law = self.law;
                     let jitter = self.rng.random::<f64>();
                     law.advance(&mut self.nodes[node].pace, now, jitter);
+                    if std::env::var("FLEET_TRACE").is_ok() {
+                        let n = &self.nodes[node];
+                        eprintln!(
+                            "T {} {} {} {:.4} {} {:.4}",
+                            now / 10000,
+                            ok as u8,
+                            node,
+                            n.pace.rate,
+                            n.batch.len(),
+                            n.pace.floor
+                        );
+                    }
                     if ok {
                         self.r.accepted += 1;
                         law.accepted(&mut self.nodes[node].pace);
@@ -204,13 +258,15 @@ impl Sim {
                             let pod = &mut self.pods[p];
                             pod.done = true;
                             self.r.add_ms.push((now - pod.first_ms) as f64);
+                            self.start_next(now);
                         }
                         self.last_done = now;
                         self.nodes[node].busy = false;
                         self.lead(node, now);
                     } else {
                         self.r.throttled += 1;
-                        law.throttled(&mut self.nodes[node].pace, now, sent);
+                        let jitter = self.rng.random::<f64>();
+                        law.throttled(&mut self.nodes[node].pace, now, sent, jitter);
                         let wait = self.rng.random_range(0..=RETRY_JITTER_MS);
                         self.at(now + wait, Event::Retry { node });
                     }
@@ -218,7 +274,7 @@ impl Sim {
                 Event::Retry { node } => self.reserve(node, now),
                 Event::CoTenant => {
                     self.r.co_tenant_calls += 1;
-                    match self.bucket.admit(now) {
+                    match self.bucket.admit(now, self.bucket_size()) {
                         true => self.r.co_tenant_accepted += 1,
                         false => self.r.co_tenant_throttled += 1,
                     }
@@ -243,6 +299,23 @@ pub fn workload(nodes: usize, pods_per_node: usize, join_s_per_node: f64) -> Wor
         pod_spread_ms: 20_000,
         co_tenant_per_s: 1.0,
         seed: 26,
+        processes: None,
+        bucket: (BUCKET_CAPACITY, BUCKET_REFILL),
+    }
+}
+
+/// Section 6's real-process run on the virtual clock: `nodes` fresh at once, 20 pods each through
+/// `processes` plugin processes, against its stand-in bucket (100, 20/s) and co-tenant.
+pub fn closed_loop(nodes: usize, pods_per_node: usize, processes: usize, seed: u64) -> Workload {
+    Workload {
+        nodes,
+        pods_per_node,
+        join_over_ms: 0,
+        pod_spread_ms: 0,
+        co_tenant_per_s: 1.0,
+        seed,
+        processes: Some(processes),
+        bucket: (100.0, 20.0),
     }
 }
 
@@ -261,7 +334,7 @@ pub fn simulate(w: Workload, share: Option<f64>) -> FleetResult {
         nodes: Vec::new(),
         pods: Vec::new(),
         bucket: Bucket {
-            tokens: BUCKET_CAPACITY,
+            tokens: w.bucket.0,
             at: 0,
         },
         r: FleetResult {
@@ -271,10 +344,34 @@ pub fn simulate(w: Workload, share: Option<f64>) -> FleetResult {
         },
         last_done: 0,
         co_tenant_per_s: w.co_tenant_per_s.max(1e-6),
+        backlog: Default::default(),
+        refill: w.bucket.1,
+        bucket_capacity: w.bucket.0,
         rng: StdRng::seed_from_u64(w.seed ^ 0x5eed),
     };
+    if let Some(processes) = w.processes {
+        for _ in 0..w.nodes {
+            sim.nodes.push(Node {
+                pace: law.fresh(0),
+                pending: Vec::new(),
+                batch: Vec::new(),
+                busy: false,
+            });
+        }
+        for i in 0..w.nodes * w.pods_per_node {
+            sim.pods.push(Pod {
+                first_ms: 0,
+                deadline_ms: u64::MAX,
+                done: false,
+            });
+            sim.backlog.push_back((i % w.nodes, i));
+        }
+        for _ in 0..processes {
+            sim.start_next(0);
+        }
+    }
     let mut last_arrival = 0;
-    for node in 0..w.nodes {
+    for node in 0..w.nodes * usize::from(w.processes.is_none()) {
         let joins = rng.random_range(0..=w.join_over_ms);
         sim.nodes.push(Node {
             pace: law.fresh(joins),
@@ -294,14 +391,19 @@ pub fn simulate(w: Workload, share: Option<f64>) -> FleetResult {
             sim.at(t, Event::PodArrives { node, pod });
         }
     }
+    sim.bucket_capacity = w.bucket.0;
     if w.co_tenant_per_s > 0.0 {
         sim.at(rng.random_range(0..1000), Event::CoTenant);
     }
     sim.run();
     let mut r = sim.r;
     r.converge_s = sim.last_done as f64 / 1000.0;
-    let calls = (r.accepted + r.co_tenant_accepted) as f64;
-    let bucket_bound = (calls - BUCKET_CAPACITY).max(0.0) / BUCKET_REFILL;
+    // The closed loop's bound is section 6's: one call per pod.
+    let calls = match w.processes {
+        Some(_) => r.pods as f64,
+        None => (r.accepted + r.co_tenant_accepted) as f64,
+    };
+    let bucket_bound = (calls - w.bucket.0).max(0.0) / w.bucket.1;
     r.bound_s = bucket_bound.max((last_arrival + LATENCY_MS) as f64 / 1000.0);
     r.episodes = sim.nodes.iter().map(|n| n.pace.episodes).sum();
     r.add_ms

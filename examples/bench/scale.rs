@@ -59,6 +59,13 @@ pub(crate) fn scale(ctx: &Ctx) -> Result<Vec<ScaleRun>, String> {
         if let Some(n) = add.calls.by_action.get_mut("AssignPrivateIpAddresses") {
             *n = n.saturating_sub(co_tenant.0);
         }
+        if let Some(n) = add
+            .calls
+            .throttled_by_action
+            .get_mut("AssignPrivateIpAddresses")
+        {
+            *n = n.saturating_sub(co_tenant.1);
+        }
         let del = phase(ctx, "DEL", &jobs, ctx.opts.in_flight, SCALE_ATTEMPTS);
         let _ = std::fs::remove_dir_all(&root);
         drop(links);
@@ -103,7 +110,10 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
                 .calls
                 .by_action
                 .iter()
-                .map(|(k, v)| format!("{k} {v}"))
+                .map(|(k, v)| match p.calls.throttled_by_action.get(k) {
+                    Some(t) => format!("{k} {v} ({t} throttled)"),
+                    None => format!("{k} {v}"),
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             let pct = |q| {

@@ -114,6 +114,11 @@ pub trait Ec2 {
     async fn unassign_ipv4(&self, eni: &str, addrs: &[Ipv4Addr]) -> Result<(), CloudError>;
     async fn assign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
     async fn unassign_ipv6(&self, eni: &str, addrs: &[Ipv6Addr]) -> Result<(), CloudError>;
+    /// Waits until the node's budget has a token for `action`, or until `until`, taking none:
+    /// a batch leader claims its requests after this wait, so that those who come meanwhile share the call.
+    async fn pace(&self, action: &'static str, until: std::time::Instant) {
+        let _ = (action, until);
+    }
     /// EC2 chooses `count` free IPv4 addresses of the ENI's subnet and assigns them.
     async fn assign_ipv4_count(&self, eni: &str, count: u32) -> Result<Vec<Ipv4Addr>, CloudError>;
     /// EC2 chooses `count` free IPv6 addresses of the ENI's subnet and assigns them.
@@ -161,6 +166,8 @@ pub trait CallBudget: Send + Sync {
         started: std::time::Instant,
         deadline: std::time::Instant,
     ) -> Option<std::time::Duration>;
+    /// How long until `action` has a token, taking none.
+    fn ready_in(&self, action: &'static str) -> std::time::Duration;
     /// EC2 answered "slow down" to `action`'s attempt sent at `sent`: once per congestion episode, slow the node down.
     fn throttled(&self, action: &'static str, sent: std::time::Instant);
     /// EC2 took the call (whatever its answer): it counts towards what the account grants the node.

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 /// How a failed attempt should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Retry after backoff (throttling, 5xx, timeouts, connection failures).
+    /// Retry after backoff (5xx, timeouts, connection failures).
     Retry,
+    /// "Slow down" to a call no pacer paces: back off from `throttled_base`, as the AWS SDKs'
+    /// standard mode backs off by error type, since the account's bucket refills in seconds.
+    RetryThrottled,
     /// Retry a few times only: EC2's eventual consistency (e.g. an ENI id not yet visible).
     RetryBriefly,
     /// Retry after a short jitter only: a pacer (the node budget) decides when the next attempt
@@ -22,6 +25,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub base: Duration,
+    pub throttled_base: Duration,
     pub cap: Duration,
     pub brief_attempts: u32,
     pub deadline: Instant,
@@ -43,6 +47,7 @@ impl RetryPolicy {
     pub fn new(deadline: Instant) -> Self {
         RetryPolicy {
             base: Duration::from_millis(50),
+            throttled_base: Duration::from_millis(500),
             cap: Duration::from_secs(2),
             brief_attempts: 3,
             deadline,
@@ -60,13 +65,25 @@ impl RetryPolicy {
 
     /// The longest sleep before attempt `attempt + 1` (attempt counts from 0).
     pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.grown(self.base, attempt)
+    }
+
+    /// The same after a throttled answer.
+    pub fn throttled_ceiling(&self, attempt: u32) -> Duration {
+        self.grown(self.throttled_base, attempt)
+    }
+
+    fn grown(&self, base: Duration, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
+        base.saturating_mul(factor).min(self.cap)
     }
 
     /// Full jitter: uniform in [0, ceiling]; `None` when sleeping would pass the deadline.
     pub fn delay(&self, attempt: u32, now: Instant, rng: &mut impl Rng) -> Option<Duration> {
-        let ceiling = self.ceiling(attempt);
+        self.delay_under(self.ceiling(attempt), now, rng)
+    }
+
+    fn delay_under(&self, ceiling: Duration, now: Instant, rng: &mut impl Rng) -> Option<Duration> {
         let d = Duration::from_micros(rng.random_range(0..=ceiling.as_micros() as u64));
         (now + d < self.deadline).then_some(d)
     }
@@ -110,7 +127,9 @@ impl RetryPolicy {
                 Ok(v) => return Outcome::Done(v),
                 Err(e) => e,
             };
-            match classify(&err) {
+            // Once per attempt: the classifier also tells the node budget what EC2 answered.
+            let verdict = classify(&err);
+            match verdict {
                 Verdict::Fail => return Outcome::Failed(err),
                 Verdict::RetryBriefly if attempt + 1 >= self.brief_attempts => {
                     return Outcome::Failed(err)
@@ -124,9 +143,13 @@ impl RetryPolicy {
                     attempt += 1;
                     continue;
                 }
-                Verdict::Retry | Verdict::RetryBriefly => {}
+                Verdict::Retry | Verdict::RetryBriefly | Verdict::RetryThrottled => {}
             }
-            match this.delay(attempt, Instant::now(), &mut rng) {
+            let ceiling = match verdict {
+                Verdict::RetryThrottled => this.throttled_ceiling(attempt),
+                _ => this.ceiling(attempt),
+            };
+            match this.delay_under(ceiling, Instant::now(), &mut rng) {
                 Some(d) => {
                     tracing::debug!(attempt, delay_ms = d.as_millis() as u64, "retrying");
                     tokio::time::sleep(d).await;
@@ -157,6 +180,15 @@ mod tests {
         assert_eq!(p.ceiling(5), Duration::from_millis(1600));
         assert_eq!(p.ceiling(6), Duration::from_secs(2));
         assert_eq!(p.ceiling(1000), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_throttled_answer_backs_off_from_a_longer_base() {
+        let p = policy(60_000);
+        assert_eq!(p.throttled_ceiling(0), Duration::from_millis(500));
+        assert_eq!(p.throttled_ceiling(1), Duration::from_secs(1));
+        assert_eq!(p.throttled_ceiling(9), p.cap);
+        assert!((0..6).all(|a| p.throttled_ceiling(a) >= p.ceiling(a + 3)));
     }
 
     #[test]

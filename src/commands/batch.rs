@@ -2,14 +2,15 @@
 //! the ENI's spool; the one leader (whoever takes the ENI's batch lock without waiting) sends every
 //! pending request, one EC2 call per kind, and answers each requester; the others watch for their
 //! answer and take the lock only when nobody holds it. A lone request goes out at once; requests
-//! that come while a call is in flight share the next one. When EC2 refuses a shared call for a
+//! that come while a call is in flight share the next one, and the leader claims only once the node
+//! budget has its token, so those that come while it waits share its call. When EC2 refuses a shared call for a
 //! reason that may belong to one request (in use, outside the subnet, the limit), each request is
 //! sent alone so that each pod gets its own answer. A request whose earlier send has an unknown
 //! outcome (its leader died, or the call timed out) is settled from the ENI's listing first.
 //! Safety stays with the callers: they hold the address locks and decide from describes.
 
 use crate::cloud::{gate, CloudError, Ec2, EniView};
-use crate::store::{BatchOp, BatchOutcome, BatchRequest, NodeDir, Spool, Withdrawn};
+use crate::store::{monotonic_ms, BatchOp, BatchOutcome, BatchRequest, NodeDir, Spool, Withdrawn};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 /// How often a waiter looks for its answer, at first and at most.
 const WATCH_FIRST: Duration = Duration::from_millis(2);
 const WATCH_MOST: Duration = Duration::from_millis(25);
+/// What a leader leaves of the first requester's time for the call itself after waiting for a token.
+const CALL_ROOM: Duration = Duration::from_secs(2);
 
 pub struct Batched<'a, E> {
     inner: &'a E,
@@ -107,12 +110,22 @@ impl<'a, E: Ec2> Batched<'a, E> {
     ) -> bool {
         // Read once per round: a round's sends make an earlier listing stale.
         let mut listing: Option<Option<EniView>> = None;
-        let mut groups: BTreeMap<BatchOp, Vec<(String, BatchRequest)>> = BTreeMap::new();
-        for (ticket, req) in spool.pending() {
-            groups.entry(req.op).or_default().push((ticket, req));
+        let mut firsts: BTreeMap<BatchOp, u64> = BTreeMap::new();
+        for (_, req) in spool.pending() {
+            let first = firsts.entry(req.op).or_insert(u64::MAX);
+            *first = (*first).min(req.deadline_monotonic_ms);
         }
         let mut again = false;
-        for (op, group) in groups {
+        for (op, first_deadline) in firsts {
+            // Claimed after the budget's wait, so that the requests that come meanwhile share the call.
+            self.inner
+                .pace(op.action(), pace_until(first_deadline))
+                .await;
+            let group: Vec<_> = spool
+                .pending()
+                .into_iter()
+                .filter(|(_, r)| r.op == op)
+                .collect();
             let mut to_send = Vec::new();
             for (ticket, mut req) in group {
                 // An earlier send may have been carried out: the ENI's listing says, not a guess.
@@ -174,6 +187,12 @@ impl<'a, E: Ec2> Batched<'a, E> {
         }
         again
     }
+}
+
+/// The instant a leader stops waiting for a token: a call's length before the first requester's deadline.
+fn pace_until(deadline_monotonic_ms: u64) -> Instant {
+    let left = deadline_monotonic_ms.saturating_sub(monotonic_ms());
+    Instant::now() + Duration::from_millis(left).saturating_sub(CALL_ROOM)
 }
 
 /// What the leader checks right before a call goes out: that each requester it carries still waits.
@@ -389,5 +408,9 @@ impl<E: Ec2> Ec2 for Batched<'_, E> {
 
     async fn eni_by_mac(&self, mac: &str) -> Result<Option<EniView>, CloudError> {
         self.inner.eni_by_mac(mac).await
+    }
+
+    async fn pace(&self, action: &'static str, until: Instant) {
+        self.inner.pace(action, until).await
     }
 }

@@ -128,9 +128,7 @@ where
                     }
                     match classify_ec2(e) {
                         // The budget's wait, halved rate included, is the backoff.
-                        Verdict::Retry if budget.is_some() && is_throttled(e) => {
-                            Verdict::RetryPaced
-                        }
+                        Verdict::RetryThrottled if budget.is_some() => Verdict::RetryPaced,
                         v => v,
                     }
                 }
@@ -219,10 +217,9 @@ fn classify_ec2<E: ProvideErrorMetadata>(
         }
         SdkError::ServiceError(ctx) => {
             let code = ctx.err().code().unwrap_or_default();
-            if THROTTLING_CODES.contains(&code)
-                || SERVER_CODES.contains(&code)
-                || ctx.raw().status().as_u16() >= 500
-            {
+            if THROTTLING_CODES.contains(&code) {
+                Verdict::RetryThrottled
+            } else if SERVER_CODES.contains(&code) || ctx.raw().status().as_u16() >= 500 {
                 Verdict::Retry
             } else if code == "InvalidNetworkInterfaceID.NotFound" {
                 // EC2 is eventually consistent: a fresh ENI can be briefly unknown.
@@ -241,7 +238,8 @@ fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
     out_of_time: bool,
     maybe_applied: bool,
 ) -> CloudError {
-    let transient = out_of_time || classify_ec2(e) == Verdict::Retry;
+    let transient =
+        out_of_time || matches!(classify_ec2(e), Verdict::Retry | Verdict::RetryThrottled);
     match e {
         SdkError::ServiceError(ctx) if !transient => CloudError::Api {
             action,

@@ -123,6 +123,16 @@ fn strings<T: ToString>(addrs: &[T]) -> Vec<String> {
 }
 
 impl Ec2 for AwsEc2 {
+    async fn pace(&self, action: &'static str, until: std::time::Instant) {
+        if let Some(b) = &self.budget {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let wait = b.ready_in(action).min(left);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
     async fn assign_ipv4(
         &self,
         eni: &str,

@@ -101,3 +101,31 @@ fn a_request_given_up_while_the_leaders_call_waited_is_never_sent() {
     );
     assert!(spool.pending().is_empty());
 }
+
+#[test]
+fn a_request_that_comes_while_the_leader_waits_for_a_token_shares_its_call() {
+    let bed = Bed::new();
+    let spool = bed.store.node().spool(ENI);
+    let far = Instant::now() + Duration::from_secs(30);
+    let op = BatchOp::AssignIpv4 {
+        allow_reassignment: false,
+    };
+    // A second pod's ADD submits while the first one's leader waits for the node's token.
+    let late = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let (slot, submitter) = (late.clone(), spool.clone());
+    *bed.aws.while_pacing.borrow_mut() = Some(Box::new(move || {
+        *slot.borrow_mut() = Some(submitter.submit(op, &[ip("198.18.1.50")], far).unwrap());
+    }));
+    bed.run("ADD", "c60", conf(&["198.18.1.60/24"]), add)
+        .unwrap();
+    assert_eq!(
+        bed.aws.count("AssignPrivateIpAddresses"),
+        1,
+        "one token, one call for both"
+    );
+    let mut held = bed.aws.holds(ENI);
+    held.sort();
+    assert_eq!(held, vec![ip("198.18.1.50"), ip("198.18.1.60")]);
+    let ticket = late.borrow_mut().take().unwrap();
+    assert_eq!(spool.take_outcome(ticket.name()), Some(BatchOutcome::Done));
+}

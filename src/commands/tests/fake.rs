@@ -32,6 +32,8 @@ pub struct FakeAws {
     pub applied_by_an_earlier_attempt: RefCell<bool>,
     /// What happens while the next mutating call waits for the node's budget, before it is sent.
     pub while_waiting: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// What happens while the next batch leader waits for the node's token, before it claims.
+    pub while_pacing: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
 pub const INSTANCE: &str = "i-0a1b2c3d4e5f60001";
@@ -81,6 +83,7 @@ impl FakeAws {
             refuse_as_maybe_applied: RefCell::new(false),
             applied_by_an_earlier_attempt: RefCell::new(false),
             while_waiting: RefCell::new(None),
+            while_pacing: RefCell::new(None),
         };
         for (eni, mac, primary) in [
             (ENI, MAC, "198.18.1.10"),
@@ -435,6 +438,13 @@ impl Ec2 for FakeAws {
             return Ok(None);
         };
         Ok(self.enis.borrow().get(&f.eni_id).cloned())
+    }
+
+    async fn pace(&self, _action: &'static str, _until: std::time::Instant) {
+        let meanwhile = self.while_pacing.borrow_mut().take();
+        if let Some(meanwhile) = meanwhile {
+            meanwhile();
+        }
     }
 }
 

@@ -9,8 +9,10 @@
 //! used; the increase is additive per second, scaled by that goodput so that a fleet's sum grows
 //! by the same fraction of the bucket whatever its size, and jittered so nodes do not rise in step;
 //! the floor is a fraction of the node's goodput (or the operator's per-node rate), so a fleet's
-//! floors add up to less than the bucket; an action not yet throttled starts from the pace learned
-//! on another (the address actions' buckets are alike and the same fleet shares them). Cilium's
+//! floors add up to less than the bucket; a node too young for a goodput steps down by larger
+//! steps, and the next call after any decrease is jittered, so a fleet of fresh nodes does not
+//! retry in step; an action not yet throttled starts from the pace learned on another (the
+//! address actions' buckets are alike and the same fleet shares them). Cilium's
 //! operator takes the other road (one fixed limiter, 4 qps, for the whole cluster): a fleet of
 //! independent nodes has no such single caller.
 
@@ -26,9 +28,19 @@ const GOODPUT_MIN_SPAN_S: f64 = 10.0;
 /// After an episode the node paces at this fraction of its goodput: the fleet's sum falls below the bucket.
 const AFTER_EPISODE: f64 = 0.9;
 /// A second episode before the first has healed: the goodput lags, so the rate also falls by this.
-const BACKOFF: f64 = 0.7;
-/// The floor, as a fraction of the goodput at the last episode: floors add up to at most this of the bucket.
-const FLOOR_OF_GOODPUT: f64 = 0.5;
+const BACKOFF: f64 = 0.6;
+/// A node too young for a goodput steps down by this until `YOUNG_STEPS_TO` calls/s, then by
+/// `BACKOFF`: a fleet of fresh nodes retrying at 0.6× steps was most of its throttled answers, and
+/// deeper young steps left nodes below one call per timeout.
+const YOUNG_BACKOFF: f64 = 0.3;
+const YOUNG_STEPS_TO: f64 = 0.3;
+/// The floor, as a fraction of the goodput at the last episode: floors add up to at most this of
+/// the bucket, and a stranger's throttles leave a node near its demand.
+const FLOOR_OF_GOODPUT: f64 = 0.9;
+/// A node paced within this factor of its floor is at it: a throttle there is someone else's congestion.
+const AT_FLOOR: f64 = 1.05;
+/// How far apart (in intervals at the new pace) the next calls of nodes throttled together go out.
+const RETRY_SPREAD: f64 = 0.5;
 /// How much of the last floor a new episode keeps at least.
 const FLOOR_KEEP: f64 = 0.9;
 /// Additive increase per second, as a fraction of the goodput: the fleet regains 10 % of the bucket in about this many seconds × 0.1.
@@ -92,7 +104,7 @@ impl Law {
         self.share.map_or(self.ceiling, |s| s.min(self.ceiling))
     }
 
-    /// The floor now: the operator's share, else half the goodput the account granted at the last episode.
+    /// The floor now: the operator's share, else 0.9 × the goodput the account granted at the last episode.
     pub fn floor(&self, p: &Pace) -> f64 {
         self.share.unwrap_or(p.floor).min(self.top())
     }
@@ -124,10 +136,7 @@ impl Law {
     /// Takes a token for a call that must be sent before `deadline_ms`: the wait in ms, or `None`
     /// (nothing taken) when the token would come too late.
     pub fn reserve(&self, p: &mut Pace, now_ms: u64, deadline_ms: u64) -> Option<u64> {
-        let wait_ms = match p.tokens >= 1.0 {
-            true => 0,
-            false => ((1.0 - p.tokens) / p.rate.max(1e-9) * 1000.0).ceil() as u64,
-        };
+        let wait_ms = self.ready_in(p);
         if now_ms.saturating_add(wait_ms) >= deadline_ms {
             return None;
         }
@@ -136,15 +145,24 @@ impl Law {
         Some(wait_ms)
     }
 
+    /// Ms until the next token, taking nothing.
+    pub fn ready_in(&self, p: &Pace) -> u64 {
+        match p.tokens >= 1.0 {
+            true => 0,
+            false => ((1.0 - p.tokens) / p.rate.max(1e-9) * 1000.0).ceil() as u64,
+        }
+    }
+
     /// EC2 answered "slow down" to a call sent at `sent_ms`. Only the first throttle of an
     /// episode decreases; a throttle at the floor is someone else's congestion, and changes nothing.
-    pub fn throttled(&self, p: &mut Pace, now_ms: u64, sent_ms: u64) {
+    /// `jitter` in [0, 1) spreads the retries of nodes throttled together.
+    pub fn throttled(&self, p: &mut Pace, now_ms: u64, sent_ms: u64, jitter: f64) {
         // One ms of slack: two processes' readings of the clock round apart.
         if p.decreased_ms != 0 && sent_ms <= p.decreased_ms + 1 {
             return;
         }
-        // Within a backoff of the floor: the congestion is not ours to cure.
-        if p.episodes > 0 && p.rate * BACKOFF <= self.floor(p) {
+        // At the floor already: the congestion is not ours to cure.
+        if p.episodes > 0 && p.rate <= self.floor(p) * AT_FLOOR {
             return;
         }
         let goodput = self.goodput(p);
@@ -153,14 +171,15 @@ impl Law {
             .share
             .unwrap_or((FLOOR_OF_GOODPUT * goodput).max(FLOOR_KEEP * p.floor));
         // A goodput taken over less than its span understates the grant (a node seconds old would
-        // fall to a fraction of its share and starve): only the multiplicative step until then.
+        // fall to a fraction of its share and starve): only the multiplicative steps until then.
         let target = match goodput > 0.0 && p.observed >= GOODPUT_MIN_SPAN_S {
             true => (AFTER_EPISODE * goodput).min(BACKOFF * p.rate),
-            false => BACKOFF * p.rate,
+            false => (YOUNG_BACKOFF * p.rate).max(YOUNG_STEPS_TO.min(BACKOFF * p.rate)),
         };
         p.floor = floor.min(self.top());
         p.rate = target.min(p.rate).max(self.floor(p));
-        p.tokens = p.tokens.min(0.0);
+        // The next call waits 1 ± RETRY_SPREAD / 2 intervals: nodes throttled together retry apart.
+        p.tokens = p.tokens.min(RETRY_SPREAD * (0.5 - jitter.clamp(0.0, 1.0)));
         p.decreased_ms = now_ms.max(1);
         p.episodes += 1;
     }
@@ -212,22 +231,28 @@ mod tests {
     fn one_episode_decreases_once_however_many_throttled_answers_it_brings() {
         let mut p = granted(20, 20);
         let t = p.updated_ms;
-        LAW.throttled(&mut p, t, t - 10);
+        LAW.throttled(&mut p, t, t - 10, 0.5);
         let after_first = p.rate;
         assert!(after_first < 1.0, "paced near its goodput: {after_first}");
         for i in 0..50 {
-            LAW.throttled(&mut p, t + 5 + i, t - 5);
+            LAW.throttled(&mut p, t + 5 + i, t - 5, 0.5);
         }
         assert_eq!(
             p.rate, after_first,
             "calls sent before the decrease are its episode"
         );
         assert_eq!(p.episodes, 1);
-        LAW.throttled(&mut p, t + 100, t + 60);
-        assert!(
-            p.rate < after_first,
-            "a call sent after it starts a new episode"
+        LAW.throttled(&mut p, t + 100, t + 60, 0.5);
+        assert_eq!(
+            p.episodes, 1,
+            "paced at its floor: someone else's congestion"
         );
+        // Grown well past its floor since: a call sent after the decrease starts a new episode.
+        p.rate = 2.0 * LAW.floor(&p);
+        let grown = p.rate;
+        LAW.throttled(&mut p, t + 200, t + 160, 0.5);
+        assert!(p.rate < grown, "a call sent after it starts a new episode");
+        assert_eq!(p.episodes, 2);
     }
 
     #[test]
@@ -235,12 +260,22 @@ mod tests {
         // 10 calls granted in its first 2 s: 5/s, though the goodput's 10 s span says 1/s.
         let mut p = granted(10, 2);
         let t = p.updated_ms;
-        LAW.throttled(&mut p, t, t);
+        LAW.throttled(&mut p, t, t, 0.5);
         assert!(
-            (p.rate - BACKOFF * LAW.ceiling).abs() < 1e-9,
+            (p.rate - YOUNG_BACKOFF * LAW.ceiling).abs() < 1e-9,
             "paced at {} after its first episode",
             p.rate
         );
+        // Granted nothing yet: young steps down to a call per few seconds, BACKOFF steps below.
+        let mut p = LAW.fresh(1);
+        let rates: Vec<f64> = (1..=4)
+            .map(|i| {
+                LAW.advance(&mut p, 1 + i * 1000, 0.0);
+                LAW.throttled(&mut p, 1 + i * 1000, 1 + i * 1000, 0.5);
+                (p.rate * 1000.0).round() / 1000.0
+            })
+            .collect();
+        assert_eq!(rates, vec![1.5, 0.45, 0.27, 0.162]);
     }
 
     #[test]
@@ -248,7 +283,7 @@ mod tests {
         let mut p = granted(30, 30);
         let goodput = LAW.goodput(&p);
         let t = p.updated_ms;
-        LAW.throttled(&mut p, t, t);
+        LAW.throttled(&mut p, t, t, 0.5);
         assert!(
             p.rate <= goodput * AFTER_EPISODE + 1e-9,
             "{} vs {goodput}",
@@ -270,7 +305,7 @@ mod tests {
                 LAW.accepted(&mut p);
             }
             LAW.advance(&mut p, 60_001, 0.5);
-            LAW.throttled(&mut p, 60_001, 60_001);
+            LAW.throttled(&mut p, 60_001, 60_001, 0.5);
             sum += LAW.floor(&p);
         }
         assert!(sum < bucket, "floors add up to {sum}/s against {bucket}/s");
@@ -280,14 +315,14 @@ mod tests {
     fn throttling_by_another_caller_does_not_starve_the_node() {
         let mut p = granted(30, 30);
         let mut t = p.updated_ms;
-        LAW.throttled(&mut p, t, t - 1);
+        LAW.throttled(&mut p, t, t - 1, 0.5);
         let floor = LAW.floor(&p);
         assert!(floor > 0.0);
         // The VPC CNI keeps the bucket empty: every call of ours is throttled, for ten minutes.
         for _ in 0..600 {
             t += 1000;
             LAW.advance(&mut p, t, 0.5);
-            LAW.throttled(&mut p, t, t - 1);
+            LAW.throttled(&mut p, t, t - 1, 0.5);
             assert!(p.rate >= LAW.floor(&p) - 1e-9, "{p:?}");
         }
         assert!(
@@ -306,7 +341,7 @@ mod tests {
     fn the_rate_grows_back_additively_with_jitter_and_never_past_the_ceiling() {
         let mut p = granted(30, 30);
         let t = p.updated_ms;
-        LAW.throttled(&mut p, t, t);
+        LAW.throttled(&mut p, t, t, 0.5);
         let low = p.rate;
         let (mut a, mut b) = (p, p);
         LAW.advance(&mut a, t + 60_000, 0.0);
@@ -335,7 +370,7 @@ mod tests {
         let mut p = law.fresh(1);
         assert_eq!(p.rate, 0.2);
         for i in 0..100 {
-            law.throttled(&mut p, 10 + i, 10 + i);
+            law.throttled(&mut p, 10 + i, 10 + i, 0.5);
         }
         assert_eq!(p.rate, 0.2);
         law.advance(&mut p, 1_000_000, 0.9);
@@ -346,7 +381,7 @@ mod tests {
     fn an_action_without_congestion_of_its_own_starts_from_the_share_learned_on_another() {
         let mut assign = granted(30, 30);
         let t = assign.updated_ms;
-        LAW.throttled(&mut assign, t, t);
+        LAW.throttled(&mut assign, t, t, 0.5);
         assign.tokens = -3.0;
         let mut unassign = LAW.fresh(t + 1000);
         LAW.advance_beside(&mut unassign, Some(&assign), t + 1000, 0.5);
@@ -360,7 +395,7 @@ mod tests {
         let mut own = unassign;
         LAW.advance(&mut own, t + 2000, 0.5);
         let mut other = granted(30, 30);
-        LAW.throttled(&mut other, t + 1500, t + 1500);
+        LAW.throttled(&mut other, t + 1500, t + 1500, 0.5);
         LAW.advance_beside(&mut unassign, Some(&other), t + 2000, 0.5);
         assert_eq!(unassign, own, "once it has its own episodes they are kept");
         // Busy but never throttled: its pace says nothing about the fleet.
@@ -371,6 +406,23 @@ mod tests {
         LAW.advance(&mut alone, t + 2000, 0.5);
         LAW.advance_beside(&mut calm, Some(&busy), t + 2000, 0.5);
         assert_eq!(calm, alone, "nothing learned, nothing taken");
+    }
+
+    #[test]
+    fn nodes_throttled_together_send_their_next_calls_apart() {
+        let waits: Vec<u64> = [0.0, 0.5, 0.99]
+            .iter()
+            .map(|j| {
+                let mut p = granted(30, 30);
+                let t = p.updated_ms;
+                LAW.throttled(&mut p, t, t, *j);
+                LAW.ready_in(&p) * 1000 / (1000.0 / p.rate) as u64
+            })
+            .collect();
+        assert!(
+            waits[0] < 800 && waits[1] == 1000 && waits[2] > 1200,
+            "in thousandths of an interval at the new pace: {waits:?}"
+        );
     }
 
     #[test]

@@ -305,6 +305,11 @@ impl Engine {
             true
         } else {
             inner.calls.throttled += 1;
+            *inner
+                .calls
+                .throttled_by_action
+                .entry(action.to_string())
+                .or_default() += 1;
             false
         }
     }

@@ -74,6 +74,9 @@ pub struct Calls {
     pub ec2: BTreeMap<String, u64>,
     pub imds: BTreeMap<String, u64>,
     pub throttled: u64,
+    /// The throttled calls, by action.
+    #[serde(default)]
+    pub throttled_by_action: BTreeMap<String, u64>,
     pub injected_errors: u64,
     /// Auto Scaling Query API calls, by action.
     #[serde(default)]
