@@ -86,6 +86,12 @@ impl<'a, E: Ec2> Batched<'a, E> {
         }
     }
 
+    /// The latest a leader waits for a token: a call's length before its own deadline.
+    fn own_pace_until(&self) -> Instant {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        Instant::now() + left.saturating_sub(CALL_ROOM)
+    }
+
     /// Sends everything pending on the ENI; returns what became of `own`.
     async fn lead(&self, spool: &Spool, eni: &str, own: &str) -> Result<(), CloudError> {
         let mut own_result = None;
@@ -117,10 +123,10 @@ impl<'a, E: Ec2> Batched<'a, E> {
         }
         let mut again = false;
         for (op, first_deadline) in firsts {
-            // Claimed after the budget's wait, so that the requests that come meanwhile share the call.
-            self.inner
-                .pace(op.action(), pace_until(first_deadline))
-                .await;
+            // Claimed after the budget's wait, so that the requests that come meanwhile share the
+            // call; never past the leader's own time, whoever's kind of call this is.
+            let until = pace_until(first_deadline).min(self.own_pace_until());
+            self.inner.pace(op.action(), until).await;
             let group: Vec<_> = spool
                 .pending()
                 .into_iter()

@@ -127,7 +127,7 @@ where
                         }
                     }
                     match classify_ec2(e) {
-                        // The budget's wait, halved rate included, is the backoff.
+                        // The budget's wait at its lowered pace is the backoff.
                         Verdict::RetryThrottled if budget.is_some() => Verdict::RetryPaced,
                         v => v,
                     }

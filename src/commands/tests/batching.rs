@@ -129,3 +129,26 @@ fn a_request_that_comes_while_the_leader_waits_for_a_token_shares_its_call() {
     let ticket = late.borrow_mut().take().unwrap();
     assert_eq!(spool.take_outcome(ticket.name()), Some(BatchOutcome::Done));
 }
+
+#[test]
+fn a_leader_waits_for_another_kinds_token_no_longer_than_its_own_deadline() {
+    let bed = Bed::new();
+    bed.run("ADD", "c60", conf(&["198.18.1.60/24"]), add)
+        .unwrap();
+    let spool = bed.store.node().spool(ENI);
+    // Another pod's assign, with a minute to go, waits in the spool when this DEL leads.
+    let op = BatchOp::AssignIpv4 {
+        allow_reassignment: false,
+    };
+    let later = Instant::now() + Duration::from_secs(60);
+    let _other = spool.submit(op, &[ip("198.18.1.50")], later).unwrap();
+    let started = Instant::now();
+    bed.run("DEL", "c60", conf(&[]), del).unwrap();
+    let untils = bed.aws.paced_until.borrow().clone();
+    assert!(untils.len() >= 2, "one wait per kind of call: {untils:?}");
+    let own_deadline = started + Duration::from_millis(crate::config::DEFAULT_TIMEOUT_MS);
+    assert!(
+        untils.iter().all(|u| *u <= own_deadline),
+        "a wait past the DEL's own deadline: {untils:?}"
+    );
+}

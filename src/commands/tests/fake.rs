@@ -34,6 +34,8 @@ pub struct FakeAws {
     pub while_waiting: RefCell<Option<Box<dyn FnOnce()>>>,
     /// What happens while the next batch leader waits for the node's token, before it claims.
     pub while_pacing: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// Until when each leader's wait for a token was allowed to last.
+    pub paced_until: RefCell<Vec<std::time::Instant>>,
 }
 
 pub const INSTANCE: &str = "i-0a1b2c3d4e5f60001";
@@ -84,6 +86,7 @@ impl FakeAws {
             applied_by_an_earlier_attempt: RefCell::new(false),
             while_waiting: RefCell::new(None),
             while_pacing: RefCell::new(None),
+            paced_until: RefCell::default(),
         };
         for (eni, mac, primary) in [
             (ENI, MAC, "198.18.1.10"),
@@ -440,7 +443,8 @@ impl Ec2 for FakeAws {
         Ok(self.enis.borrow().get(&f.eni_id).cloned())
     }
 
-    async fn pace(&self, _action: &'static str, _until: std::time::Instant) {
+    async fn pace(&self, _action: &'static str, until: std::time::Instant) {
+        self.paced_until.borrow_mut().push(until);
         let meanwhile = self.while_pacing.borrow_mut().take();
         if let Some(meanwhile) = meanwhile {
             meanwhile();

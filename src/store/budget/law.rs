@@ -27,7 +27,8 @@ const GOODPUT_CALLS: f64 = 20.0;
 const GOODPUT_MIN_SPAN_S: f64 = 10.0;
 /// After an episode the node paces at this fraction of its goodput: the fleet's sum falls below the bucket.
 const AFTER_EPISODE: f64 = 0.9;
-/// A second episode before the first has healed: the goodput lags, so the rate also falls by this.
+/// A young node's step below `YOUNG_STEPS_TO` (a measured node goes to its floor instead, which
+/// is never above its pace).
 const BACKOFF: f64 = 0.6;
 /// A node too young for a goodput steps down by this until `YOUNG_STEPS_TO` calls/s, then by
 /// `BACKOFF`: a fleet of fresh nodes retrying at 0.6× steps was most of its throttled answers, and
@@ -166,13 +167,19 @@ impl Law {
             return;
         }
         let goodput = self.goodput(p);
-        // A floor falls slowly, so a caller that keeps the bucket empty cannot starve us quickly.
+        // A goodput taken over less than its span misstates the grant (a node seconds old would
+        // fall to a fraction of its share and starve): only the multiplicative steps until then.
+        let measured = goodput > 0.0 && p.observed >= GOODPUT_MIN_SPAN_S;
+        // A floor falls slowly, so a caller that keeps the bucket empty cannot starve us quickly;
+        // it is learned from a measured goodput only, and never lifts the pace.
+        let learned = match measured {
+            true => FLOOR_OF_GOODPUT * goodput,
+            false => 0.0,
+        };
         let floor = self
             .share
-            .unwrap_or((FLOOR_OF_GOODPUT * goodput).max(FLOOR_KEEP * p.floor));
-        // A goodput taken over less than its span understates the grant (a node seconds old would
-        // fall to a fraction of its share and starve): only the multiplicative steps until then.
-        let target = match goodput > 0.0 && p.observed >= GOODPUT_MIN_SPAN_S {
+            .unwrap_or(learned.max(FLOOR_KEEP * p.floor).min(p.rate));
+        let target = match measured {
             true => (AFTER_EPISODE * goodput).min(BACKOFF * p.rate),
             false => (YOUNG_BACKOFF * p.rate).max(YOUNG_STEPS_TO.min(BACKOFF * p.rate)),
         };
@@ -295,20 +302,45 @@ mod tests {
 
     #[test]
     fn floors_of_a_fleet_add_up_to_less_than_what_the_account_granted_it() {
-        // 1000 nodes shared a bucket of 5 calls/s for a minute: 300 calls, one each to 300 nodes.
-        let bucket = 5.0;
-        let mut sum = 0.0;
-        for i in 0..1000u64 {
-            let mut p = LAW.fresh(1);
-            if i % 10 < 3 {
-                LAW.advance(&mut p, 1 + (i * 7919) % 60_000, 0.5);
-                LAW.accepted(&mut p);
+        // 1000 nodes shared a bucket of 5 calls/s for a minute: 300 calls, one each to 300 nodes;
+        // after a quiet spell, its burst of 100 went to 100 more in the first second.
+        for (burst, granted_per_s) in [(0u64, 5.0), (100, 400.0 / 60.0)] {
+            let mut sum = 0.0;
+            for i in 0..1000u64 {
+                let mut p = LAW.fresh(1);
+                if i % 10 < 3 || i >= 1000 - burst {
+                    let at = match i >= 1000 - burst {
+                        true => 1 + i % 1000,
+                        false => 1 + (i * 7919) % 60_000,
+                    };
+                    LAW.advance(&mut p, at, 0.5);
+                    LAW.accepted(&mut p);
+                }
+                LAW.advance(&mut p, 60_001, 0.5);
+                LAW.throttled(&mut p, 60_001, 60_001, 0.5);
+                sum += LAW.floor(&p);
             }
-            LAW.advance(&mut p, 60_001, 0.5);
-            LAW.throttled(&mut p, 60_001, 60_001, 0.5);
-            sum += LAW.floor(&p);
+            assert!(
+                sum < granted_per_s,
+                "floors add up to {sum}/s against {granted_per_s}/s granted"
+            );
         }
-        assert!(sum < bucket, "floors add up to {sum}/s against {bucket}/s");
+    }
+
+    #[test]
+    fn a_throttle_never_lifts_the_pace_and_a_young_goodput_sets_no_floor() {
+        // Its burst of 10 granted in its first 2 s: the goodput's 10 s span says 1/s, a misreading.
+        let mut p = granted(10, 2);
+        let t = p.updated_ms;
+        LAW.throttled(&mut p, t, t, 0.5);
+        assert_eq!(p.floor, 0.0, "too young for a floor");
+        // Paced below what it was granted, then throttled: the grant may not lift it.
+        let mut p = granted(30, 30);
+        p.rate = 0.5 * LAW.goodput(&p);
+        let (before, t) = (p.rate, p.updated_ms);
+        LAW.throttled(&mut p, t, t, 0.5);
+        assert!(p.rate <= before, "{} after {before}", p.rate);
+        assert!(LAW.floor(&p) <= before);
     }
 
     #[test]
