@@ -310,14 +310,15 @@ mod tests {
         assert_eq!(b.ready_in("A"), Duration::ZERO);
         assert_eq!(b.reserve("A", Instant::now(), far), Some(Duration::ZERO));
         let first = b.ready_in("A");
+        // Half a second at 2/s, less what a busy machine takes between the calls.
         assert!(
-            first > Duration::from_millis(400) && first <= Duration::from_millis(500),
+            first > Duration::from_millis(250) && first <= Duration::from_millis(500),
             "{first:?}"
         );
         assert!(b.ready_in("A") <= first, "looking again took nothing");
         let next = b.reserve("A", Instant::now(), far).unwrap();
         assert!(
-            next <= first && next > Duration::from_millis(400),
+            next <= first && next > Duration::from_millis(250),
             "{next:?}"
         );
     }
