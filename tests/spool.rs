@@ -2,7 +2,7 @@
 //! never waits for the batch lock, and a requester in another PID namespace is never taken for
 //! dead while it holds its ticket (liveness is a flock, not a pid).
 
-use aws_eni_ip::cloud::{CallBudget, CloudError, Ec2, EniView};
+use aws_eni_ip::cloud::{wait_for_token, CallBudget, CloudError, Ec2, EniView};
 use aws_eni_ip::commands::batch::Batched;
 use aws_eni_ip::store::{BatchOp, BatchOutcome, BudgetLimits, NodeBudget, NodeDir, NodeSettings};
 use std::io::{BufRead, BufReader};
@@ -28,8 +28,7 @@ struct Recording {
 impl Ec2 for Recording {
     async fn pace(&self, action: &'static str, until: Instant) {
         if let Some(b) = &self.budget {
-            let left = until.saturating_duration_since(Instant::now());
-            tokio::time::sleep(b.ready_in(action).min(left)).await;
+            wait_for_token(b, action, until).await;
         }
     }
     async fn assign_ipv4(&self, eni: &str, a: &[Ipv4Addr], _: bool) -> Result<(), CloudError> {

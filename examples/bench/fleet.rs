@@ -95,12 +95,14 @@ struct Node {
 struct Bucket {
     tokens: f64,
     at: u64,
+    capacity: f64,
+    refill: f64,
 }
 
 impl Bucket {
-    fn admit(&mut self, now: u64, (capacity, refill): (f64, f64)) -> bool {
+    fn admit(&mut self, now: u64) -> bool {
         let dt = now.saturating_sub(self.at) as f64 / 1000.0;
-        self.tokens = (self.tokens + dt * refill).min(capacity);
+        self.tokens = (self.tokens + dt * self.refill).min(self.capacity);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -124,15 +126,9 @@ struct Sim {
     co_tenant_per_s: f64,
     /// Pods not yet started, in order, for the closed loop.
     backlog: std::collections::VecDeque<(usize, usize)>,
-    refill: f64,
-    bucket_capacity: f64,
 }
 
 impl Sim {
-    fn bucket_size(&self) -> (f64, f64) {
-        (self.bucket_capacity, self.refill)
-    }
-
     /// The closed loop's next pod takes the process a finished one left.
     fn start_next(&mut self, now: u64) {
         if let Some((node, pod)) = self.backlog.pop_front() {
@@ -225,7 +221,7 @@ impl Sim {
                     if n.batch.is_empty() {
                         n.batch = std::mem::take(&mut n.pending);
                     }
-                    let ok = self.bucket.admit(now, self.bucket_size());
+                    let ok = self.bucket.admit(now);
                     self.at(
                         now + LATENCY_MS,
                         Event::Answer {
@@ -239,18 +235,6 @@ impl Sim {
                     let law = self.law;
                     let jitter = self.rng.random::<f64>();
                     law.advance(&mut self.nodes[node].pace, now, jitter);
-                    if std::env::var("FLEET_TRACE").is_ok() {
-                        let n = &self.nodes[node];
-                        eprintln!(
-                            "T {} {} {} {:.4} {} {:.4}",
-                            now / 10000,
-                            ok as u8,
-                            node,
-                            n.pace.rate,
-                            n.batch.len(),
-                            n.pace.floor
-                        );
-                    }
                     if ok {
                         self.r.accepted += 1;
                         law.accepted(&mut self.nodes[node].pace);
@@ -274,7 +258,7 @@ impl Sim {
                 Event::Retry { node } => self.reserve(node, now),
                 Event::CoTenant => {
                     self.r.co_tenant_calls += 1;
-                    match self.bucket.admit(now, self.bucket_size()) {
+                    match self.bucket.admit(now) {
                         true => self.r.co_tenant_accepted += 1,
                         false => self.r.co_tenant_throttled += 1,
                     }
@@ -336,6 +320,8 @@ pub fn simulate(w: Workload, share: Option<f64>) -> FleetResult {
         bucket: Bucket {
             tokens: w.bucket.0,
             at: 0,
+            capacity: w.bucket.0,
+            refill: w.bucket.1,
         },
         r: FleetResult {
             nodes: w.nodes,
@@ -345,19 +331,38 @@ pub fn simulate(w: Workload, share: Option<f64>) -> FleetResult {
         last_done: 0,
         co_tenant_per_s: w.co_tenant_per_s.max(1e-6),
         backlog: Default::default(),
-        refill: w.bucket.1,
-        bucket_capacity: w.bucket.0,
         rng: StdRng::seed_from_u64(w.seed ^ 0x5eed),
     };
-    if let Some(processes) = w.processes {
-        for _ in 0..w.nodes {
-            sim.nodes.push(Node {
-                pace: law.fresh(0),
-                pending: Vec::new(),
-                batch: Vec::new(),
-                busy: false,
+    let mut last_arrival = 0;
+    for node in 0..w.nodes {
+        // The closed loop's nodes are all there at once; its pods come as processes free up.
+        let joins = match w.processes {
+            Some(_) => 0,
+            None => rng.random_range(0..=w.join_over_ms),
+        };
+        sim.nodes.push(Node {
+            pace: law.fresh(joins),
+            pending: Vec::new(),
+            batch: Vec::new(),
+            busy: false,
+        });
+        let arriving = match w.processes {
+            Some(_) => 0,
+            None => w.pods_per_node,
+        };
+        for _ in 0..arriving {
+            let t = joins + rng.random_range(0..=w.pod_spread_ms);
+            last_arrival = last_arrival.max(t);
+            let pod = sim.pods.len();
+            sim.pods.push(Pod {
+                first_ms: t,
+                deadline_ms: t + TIMEOUT_MS,
+                done: false,
             });
+            sim.at(t, Event::PodArrives { node, pod });
         }
+    }
+    if let Some(processes) = w.processes {
         for i in 0..w.nodes * w.pods_per_node {
             sim.pods.push(Pod {
                 first_ms: 0,
@@ -370,28 +375,6 @@ pub fn simulate(w: Workload, share: Option<f64>) -> FleetResult {
             sim.start_next(0);
         }
     }
-    let mut last_arrival = 0;
-    for node in 0..w.nodes * usize::from(w.processes.is_none()) {
-        let joins = rng.random_range(0..=w.join_over_ms);
-        sim.nodes.push(Node {
-            pace: law.fresh(joins),
-            pending: Vec::new(),
-            batch: Vec::new(),
-            busy: false,
-        });
-        for _ in 0..w.pods_per_node {
-            let t = joins + rng.random_range(0..=w.pod_spread_ms);
-            last_arrival = last_arrival.max(t);
-            let pod = sim.pods.len();
-            sim.pods.push(Pod {
-                first_ms: t,
-                deadline_ms: t + TIMEOUT_MS,
-                done: false,
-            });
-            sim.at(t, Event::PodArrives { node, pod });
-        }
-    }
-    sim.bucket_capacity = w.bucket.0;
     if w.co_tenant_per_s > 0.0 {
         sim.at(rng.random_range(0..1000), Event::CoTenant);
     }

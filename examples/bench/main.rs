@@ -308,13 +308,13 @@ fn fleet_section(scale: &[scale::ScaleRun], bucket: Throttle, sizes: Vec<usize>)
     );
     let mut sums = [0.0; 4];
     for seed in 1..=CLOSED_LOOP_SEEDS {
-        let w_ = fleet::closed_loop(
+        let workload = fleet::closed_loop(
             CLOSED_LOOP_NODES,
             FLEET_PODS_PER_NODE,
             CLOSED_LOOP_PROCESSES,
             seed,
         );
-        let r = fleet::simulate(w_, None);
+        let r = fleet::simulate(workload, None);
         for (sum, v) in sums.iter_mut().zip([
             r.throttled_per_accepted(),
             r.converge(),

@@ -174,6 +174,19 @@ pub trait CallBudget: Send + Sync {
     fn accepted(&self, action: &'static str);
 }
 
+/// Sleeps until `budget` has a token for `action`, or until `until`, taking none.
+pub async fn wait_for_token(
+    budget: &dyn CallBudget,
+    action: &'static str,
+    until: std::time::Instant,
+) {
+    let left = until.saturating_duration_since(std::time::Instant::now());
+    let wait = budget.ready_in(action).min(left);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// What the AWS clients need to know: where to call, and by when every call must be done.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// How often a waiter looks for its answer, at first and at most.
 const WATCH_FIRST: Duration = Duration::from_millis(2);
 const WATCH_MOST: Duration = Duration::from_millis(25);
-/// What a leader leaves of the first requester's time for the call itself after waiting for a token.
+/// What a leader leaves of a requester's time for the call itself after waiting for a token.
 const CALL_ROOM: Duration = Duration::from_secs(2);
 
 pub struct Batched<'a, E> {
@@ -86,10 +86,12 @@ impl<'a, E: Ec2> Batched<'a, E> {
         }
     }
 
-    /// The latest a leader waits for a token: a call's length before its own deadline.
-    fn own_pace_until(&self) -> Instant {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        Instant::now() + left.saturating_sub(CALL_ROOM)
+    /// The latest a leader waits for a token: a call's length before the first requester's
+    /// deadline or its own, whichever comes first (the kind of call may not be its own).
+    fn pace_until(&self, first_deadline_ms: u64) -> Instant {
+        let first = Duration::from_millis(first_deadline_ms.saturating_sub(monotonic_ms()));
+        let own = self.deadline.saturating_duration_since(Instant::now());
+        Instant::now() + first.min(own).saturating_sub(CALL_ROOM)
     }
 
     /// Sends everything pending on the ENI; returns what became of `own`.
@@ -123,10 +125,10 @@ impl<'a, E: Ec2> Batched<'a, E> {
         }
         let mut again = false;
         for (op, first_deadline) in firsts {
-            // Claimed after the budget's wait, so that the requests that come meanwhile share the
-            // call; never past the leader's own time, whoever's kind of call this is.
-            let until = pace_until(first_deadline).min(self.own_pace_until());
-            self.inner.pace(op.action(), until).await;
+            // Claimed after the budget's wait, so that the requests that come meanwhile share the call.
+            self.inner
+                .pace(op.action(), self.pace_until(first_deadline))
+                .await;
             let group: Vec<_> = spool
                 .pending()
                 .into_iter()
@@ -193,12 +195,6 @@ impl<'a, E: Ec2> Batched<'a, E> {
         }
         again
     }
-}
-
-/// The instant a leader stops waiting for a token: a call's length before the first requester's deadline.
-fn pace_until(deadline_monotonic_ms: u64) -> Instant {
-    let left = deadline_monotonic_ms.saturating_sub(monotonic_ms());
-    Instant::now() + Duration::from_millis(left).saturating_sub(CALL_ROOM)
 }
 
 /// What the leader checks right before a call goes out: that each requester it carries still waits.

@@ -125,11 +125,7 @@ fn strings<T: ToString>(addrs: &[T]) -> Vec<String> {
 impl Ec2 for AwsEc2 {
     async fn pace(&self, action: &'static str, until: std::time::Instant) {
         if let Some(b) = &self.budget {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            let wait = b.ready_in(action).min(left);
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
+            crate::cloud::wait_for_token(b.as_ref(), action, until).await;
         }
     }
 

@@ -5,6 +5,11 @@ use super::*;
 use crate::store::{BatchOp, BatchOutcome};
 use std::time::{Duration, Instant};
 
+/// A pod's assign as ADD files it.
+const ASSIGN: BatchOp = BatchOp::AssignIpv4 {
+    allow_reassignment: false,
+};
+
 #[test]
 fn one_bad_address_in_a_batch_of_ten_gets_its_own_answer_and_nine_succeed() {
     let bed = Bed::new();
@@ -15,11 +20,8 @@ fn one_bad_address_in_a_batch_of_ten_gets_its_own_answer_and_nine_succeed() {
     let waiting: Vec<(crate::store::Ticket, &str)> = (50..60)
         .map(|i| {
             let addr = format!("198.18.1.{i}");
-            let op = BatchOp::AssignIpv4 {
-                allow_reassignment: false,
-            };
             (
-                spool.submit(op, &[ip(&addr)], far).unwrap(),
+                spool.submit(ASSIGN, &[ip(&addr)], far).unwrap(),
                 if i == 59 { "bad" } else { "good" },
             )
         })
@@ -81,10 +83,7 @@ fn a_request_given_up_while_the_leaders_call_waited_is_never_sent() {
     let bed = Bed::new();
     let spool = bed.store.node().spool(ENI);
     let far = Instant::now() + Duration::from_secs(30);
-    let op = BatchOp::AssignIpv4 {
-        allow_reassignment: false,
-    };
-    let gave_up = spool.submit(op, &[ip("198.18.1.50")], far).unwrap();
+    let gave_up = spool.submit(ASSIGN, &[ip("198.18.1.50")], far).unwrap();
     // Its requester ends (its ticket's flock goes) while the leader's shared call waits for a token.
     *bed.aws.while_waiting.borrow_mut() = Some(Box::new(move || drop(gave_up)));
     bed.run("ADD", "c60", conf(&["198.18.1.60/24"]), add)
@@ -107,14 +106,11 @@ fn a_request_that_comes_while_the_leader_waits_for_a_token_shares_its_call() {
     let bed = Bed::new();
     let spool = bed.store.node().spool(ENI);
     let far = Instant::now() + Duration::from_secs(30);
-    let op = BatchOp::AssignIpv4 {
-        allow_reassignment: false,
-    };
     // A second pod's ADD submits while the first one's leader waits for the node's token.
     let late = std::rc::Rc::new(std::cell::RefCell::new(None));
     let (slot, submitter) = (late.clone(), spool.clone());
     *bed.aws.while_pacing.borrow_mut() = Some(Box::new(move || {
-        *slot.borrow_mut() = Some(submitter.submit(op, &[ip("198.18.1.50")], far).unwrap());
+        *slot.borrow_mut() = Some(submitter.submit(ASSIGN, &[ip("198.18.1.50")], far).unwrap());
     }));
     bed.run("ADD", "c60", conf(&["198.18.1.60/24"]), add)
         .unwrap();
@@ -137,11 +133,8 @@ fn a_leader_waits_for_another_kinds_token_no_longer_than_its_own_deadline() {
         .unwrap();
     let spool = bed.store.node().spool(ENI);
     // Another pod's assign, with a minute to go, waits in the spool when this DEL leads.
-    let op = BatchOp::AssignIpv4 {
-        allow_reassignment: false,
-    };
     let later = Instant::now() + Duration::from_secs(60);
-    let _other = spool.submit(op, &[ip("198.18.1.50")], later).unwrap();
+    let _other = spool.submit(ASSIGN, &[ip("198.18.1.50")], later).unwrap();
     let started = Instant::now();
     bed.run("DEL", "c60", conf(&[]), del).unwrap();
     let untils = bed.aws.paced_until.borrow().clone();

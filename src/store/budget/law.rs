@@ -25,8 +25,6 @@ const GOODPUT_WINDOW_MAX_S: f64 = 6.0 * 3600.0;
 const GOODPUT_CALLS: f64 = 20.0;
 /// A young estimate is taken over at least this long, so one lucky call is not a share.
 const GOODPUT_MIN_SPAN_S: f64 = 10.0;
-/// After an episode the node paces at this fraction of its goodput: the fleet's sum falls below the bucket.
-const AFTER_EPISODE: f64 = 0.9;
 /// A young node's step below `YOUNG_STEPS_TO` (a measured node goes to its floor instead, which
 /// is never above its pace).
 const BACKOFF: f64 = 0.6;
@@ -35,8 +33,9 @@ const BACKOFF: f64 = 0.6;
 /// deeper young steps left nodes below one call per timeout.
 const YOUNG_BACKOFF: f64 = 0.3;
 const YOUNG_STEPS_TO: f64 = 0.3;
-/// The floor, as a fraction of the goodput at the last episode: floors add up to at most this of
-/// the bucket, and a stranger's throttles leave a node near its demand.
+/// After an episode a measured node paces at this fraction of its goodput, which is also its floor:
+/// the fleet's sum and its floors fall below what the bucket granted, and a stranger's throttles
+/// leave a node near its demand.
 const FLOOR_OF_GOODPUT: f64 = 0.9;
 /// A node paced within this factor of its floor is at it: a throttle there is someone else's congestion.
 const AT_FLOOR: f64 = 1.05;
@@ -179,12 +178,13 @@ impl Law {
         let floor = self
             .share
             .unwrap_or(learned.max(FLOOR_KEEP * p.floor).min(p.rate));
-        let target = match measured {
-            true => (AFTER_EPISODE * goodput).min(BACKOFF * p.rate),
-            false => (YOUNG_BACKOFF * p.rate).max(YOUNG_STEPS_TO.min(BACKOFF * p.rate)),
-        };
         p.floor = floor.min(self.top());
-        p.rate = target.min(p.rate).max(self.floor(p));
+        p.rate = match measured {
+            true => self.floor(p),
+            false => (YOUNG_BACKOFF * p.rate)
+                .max(YOUNG_STEPS_TO.min(BACKOFF * p.rate))
+                .max(self.floor(p)),
+        };
         // The next call waits 1 ± RETRY_SPREAD / 2 intervals: nodes throttled together retry apart.
         p.tokens = p.tokens.min(RETRY_SPREAD * (0.5 - jitter.clamp(0.0, 1.0)));
         p.decreased_ms = now_ms.max(1);
@@ -292,7 +292,7 @@ mod tests {
         let t = p.updated_ms;
         LAW.throttled(&mut p, t, t, 0.5);
         assert!(
-            p.rate <= goodput * AFTER_EPISODE + 1e-9,
+            p.rate <= goodput * FLOOR_OF_GOODPUT + 1e-9,
             "{} vs {goodput}",
             p.rate
         );
