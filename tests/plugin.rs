@@ -473,6 +473,58 @@ fn throttling_past_the_deadline_is_code_11_and_keeps_the_record_for_del() {
 }
 
 #[test]
+fn a_token_past_the_deadline_goes_on_credit_until_the_node_owes_two_calls() {
+    let fx = Fixture::new();
+    // One call per 20 s, its single token spent by the first ADD.
+    std::fs::create_dir_all(fx.state_dir(NODE1)).unwrap();
+    aws_eni_ip::store::NodeDir::new(fx.state_dir(NODE1))
+        .write_settings(&aws_eni_ip::store::NodeSettings {
+            ec2_budget: Some(aws_eni_ip::store::BudgetLimits {
+                burst: 1,
+                refill_per_second: 0.05,
+            }),
+            node_ec2_rate: None,
+        })
+        .unwrap();
+    let add = |pod: &str, a: &str| {
+        let mut conf = fx.conf("1.0.0", NODE1, ENI1, Some(prev_result("1.0.0", &[a])));
+        conf["timeoutMs"] = json!(4000);
+        let started = std::time::Instant::now();
+        (fx.run("ADD", pod, "net1", &conf), started.elapsed())
+    };
+    add("first", "198.18.1.90/24").0.ok();
+    // Each next token is 20 s away, past the 4 s deadline: refused, the pod would only be run
+    // again; lent, the call goes 2 s before the deadline, until the node owes two calls.
+    let mut lent = Vec::new();
+    let refused = loop {
+        let a = format!("198.18.1.{}", 91 + lent.len());
+        let (reply, took) = add(&format!("p{}", lent.len()), &format!("{a}/24"));
+        if reply.code != 0 {
+            break reply;
+        }
+        assert!(
+            took >= std::time::Duration::from_millis(1500),
+            "{a}: sent on credit just before its deadline, not at once: {took:?}"
+        );
+        lent.push(a);
+        assert!(lent.len() <= 3, "lent past two calls owed: {lent:?}");
+    };
+    // Two calls owed, less what 2 s per ADD repay at 0.05/s: the third loan is the last.
+    assert_eq!(lent.len(), 3, "{lent:?}: {}", refused.msg());
+    assert_eq!(refused.err_code(), 11);
+    assert!(refused.msg().contains("budget"), "{}", refused.msg());
+    let held = fx.addresses(ENI1);
+    for a in &lent {
+        assert!(held.contains(&ip(a)), "{a}: {held:?}");
+    }
+    assert_eq!(
+        fx.calls("AssignPrivateIpAddresses"),
+        4,
+        "one call per ADD that went"
+    );
+}
+
+#[test]
 fn add_without_prev_result_says_it_must_be_chained() {
     let fx = Fixture::new();
     let r = fx.run("ADD", "c", "net1", &fx.conf("1.0.0", NODE1, ENI1, None));

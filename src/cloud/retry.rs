@@ -27,11 +27,19 @@ pub struct RetryPolicy {
     pub base: Duration,
     pub throttled_base: Duration,
     pub cap: Duration,
+    /// A throttled call's backoff grows past `cap` up to this: a fleet's herd drains at the
+    /// account's refill, seconds per hundred callers.
+    pub throttled_cap: Duration,
     pub brief_attempts: u32,
     pub deadline: Instant,
     /// A long-running caller (the agent) gives each call this long from its start, not one
     /// deadline for the process.
     pub per_call: Option<Duration>,
+}
+
+fn grown(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+    base.saturating_mul(factor)
 }
 
 /// What the loop ended with: the value, or the last error and whether time ran out.
@@ -47,8 +55,10 @@ impl RetryPolicy {
     pub fn new(deadline: Instant) -> Self {
         RetryPolicy {
             base: Duration::from_millis(50),
-            throttled_base: Duration::from_millis(500),
+            // The AWS SDKs' standard mode (2026): 1 s base for throttling errors, MAX_BACKOFF 20 s.
+            throttled_base: Duration::from_secs(1),
             cap: Duration::from_secs(2),
+            throttled_cap: Duration::from_secs(20),
             brief_attempts: 3,
             deadline,
             per_call: None,
@@ -65,17 +75,12 @@ impl RetryPolicy {
 
     /// The longest sleep before attempt `attempt + 1` (attempt counts from 0).
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        self.grown(self.base, attempt)
+        grown(self.base, attempt).min(self.cap)
     }
 
     /// The same after a throttled answer.
     pub fn throttled_ceiling(&self, attempt: u32) -> Duration {
-        self.grown(self.throttled_base, attempt)
-    }
-
-    fn grown(&self, base: Duration, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
-        base.saturating_mul(factor).min(self.cap)
+        grown(self.throttled_base, attempt).min(self.throttled_cap)
     }
 
     /// Full jitter: uniform in [0, ceiling]; `None` when sleeping would pass the deadline.
@@ -185,9 +190,15 @@ mod tests {
     #[test]
     fn a_throttled_answer_backs_off_from_a_longer_base() {
         let p = policy(60_000);
-        assert_eq!(p.throttled_ceiling(0), Duration::from_millis(500));
-        assert_eq!(p.throttled_ceiling(1), Duration::from_secs(1));
-        assert_eq!(p.throttled_ceiling(9), p.cap);
+        assert_eq!(p.throttled_ceiling(0), Duration::from_secs(1));
+        assert_eq!(p.throttled_ceiling(1), Duration::from_secs(2));
+        assert_eq!(p.throttled_ceiling(3), Duration::from_secs(8));
+        assert_eq!(
+            p.throttled_ceiling(9),
+            Duration::from_secs(20),
+            "the SDKs' MAX_BACKOFF"
+        );
+        assert_eq!(p.ceiling(9), p.cap);
         assert!((0..6).all(|a| p.throttled_ceiling(a) >= p.ceiling(a + 3)));
     }
 

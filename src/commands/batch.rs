@@ -228,6 +228,8 @@ impl Gate {
         }
         let (closed, sent) = (self.closed.clone(), self.sent.clone());
         let (spool, claimed) = (self.spool.clone(), self.claimed.clone());
+        let first = claimed.iter().map(|(_, d)| *d).min().unwrap_or(u64::MAX);
+        let send_by = Instant::now() + Duration::from_millis(first.saturating_sub(monotonic_ms()));
         gate::gated(
             move || {
                 let open = spool.still_wanted(&claimed);
@@ -237,6 +239,7 @@ impl Gate {
                 }
                 open
             },
+            Some(send_by),
             call,
         )
         .await

@@ -80,7 +80,7 @@ where
                 // Lazy: nothing is sent until the budget's wait is over.
                 let request = op();
                 let wait = match budget {
-                    Some(b) => b.reserve(action, started, deadline),
+                    Some(b) => reserve(b, action, started, deadline),
                     None => Some(std::time::Duration::ZERO),
                 };
                 let last_sent = &last_sent;
@@ -176,6 +176,20 @@ where
     }
 }
 
+/// The budget's wait for an attempt: by the first deadline of the requesters a shared call carries
+/// (a token lent rather than that requester's code 11), else by the call's own.
+fn reserve(
+    budget: &dyn CallBudget,
+    action: &'static str,
+    started: std::time::Instant,
+    deadline: std::time::Instant,
+) -> Option<std::time::Duration> {
+    crate::cloud::gate::send_by()
+        .filter(|by| *by < deadline)
+        .and_then(|by| budget.reserve(action, started, by))
+        .or_else(|| budget.reserve(action, started, deadline))
+}
+
 /// One attempt's failure: EC2's (or the transport's), or the node budget's refusal to wait that long.
 enum Attempt<E> {
     Sdk(E),
@@ -265,5 +279,61 @@ fn ec2_error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
             message: causes(other),
             maybe_applied,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A budget that lends nothing by `refuse_by`, and records each deadline it was asked for.
+    struct Asked {
+        deadlines: std::sync::Mutex<Vec<Instant>>,
+        refuse_by: Option<Instant>,
+    }
+
+    impl CallBudget for Asked {
+        fn reserve(&self, _: &'static str, _: Instant, deadline: Instant) -> Option<Duration> {
+            self.deadlines.lock().unwrap().push(deadline);
+            (Some(deadline) != self.refuse_by).then_some(Duration::ZERO)
+        }
+        fn ready_in(&self, _: &'static str) -> Duration {
+            Duration::ZERO
+        }
+        fn throttled(&self, _: &'static str, _: Instant) {}
+        fn accepted(&self, _: &'static str) {}
+    }
+
+    fn asked(refuse_by: Option<Instant>) -> Asked {
+        Asked {
+            deadlines: Default::default(),
+            refuse_by,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_shared_call_asks_the_budget_by_its_first_requesters_deadline_then_by_its_own() {
+        let now = Instant::now();
+        let (first, own) = (now + Duration::from_secs(5), now + Duration::from_secs(30));
+        let mut seen = Vec::new();
+        for refuse_by in [None, Some(first)] {
+            let b = asked(refuse_by);
+            let wait = crate::cloud::gate::gated(|| true, Some(first), async {
+                reserve(&b, "AssignPrivateIpAddresses", now, own)
+            })
+            .await;
+            assert_eq!(wait, Some(Duration::ZERO));
+            seen.push(b.deadlines.into_inner().unwrap());
+        }
+        assert_eq!(seen, vec![vec![first], vec![first, own]]);
+        // Outside a shared call, or with a first deadline past its own: by its own only.
+        let b = asked(None);
+        reserve(&b, "AssignPrivateIpAddresses", now, own);
+        crate::cloud::gate::gated(|| true, Some(own + Duration::from_secs(1)), async {
+            reserve(&b, "AssignPrivateIpAddresses", now, own)
+        })
+        .await;
+        assert_eq!(b.deadlines.into_inner().unwrap(), vec![own, own]);
     }
 }

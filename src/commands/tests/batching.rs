@@ -145,3 +145,31 @@ fn a_leader_waits_for_another_kinds_token_no_longer_than_its_own_deadline() {
         "a wait past the DEL's own deadline: {untils:?}"
     );
 }
+
+#[test]
+fn a_shared_call_goes_out_by_the_first_deadline_it_carries_not_by_the_leaders() {
+    let bed = Bed::new();
+    let spool = bed.store.node().spool(ENI);
+    // A pod with 10 s left waits in the spool when this ADD, with the default 30 s, leads.
+    let soon = Instant::now() + Duration::from_secs(10);
+    let waiter = spool.submit(ASSIGN, &[ip("198.18.1.50")], soon).unwrap();
+    bed.run("ADD", "c60", conf(&["198.18.1.60/24"]), add)
+        .unwrap();
+    let by = bed.aws.send_by.borrow().clone();
+    assert_eq!(by.len(), 1, "one shared call: {by:?}");
+    // The node budget lends a token for this deadline rather than let the waiter end in code 11.
+    let by = by[0].expect("the call knows its first requester's deadline");
+    let off = by.max(soon) - by.min(soon);
+    assert!(
+        off <= Duration::from_millis(2),
+        "{off:?} from the waiter's deadline"
+    );
+    assert_eq!(spool.take_outcome(waiter.name()), Some(BatchOutcome::Done));
+    bed.run("ADD", "c61", conf(&["198.18.1.61/24"]), add)
+        .unwrap();
+    assert_eq!(
+        bed.aws.send_by.borrow()[1],
+        None,
+        "a lone call goes by its own deadline"
+    );
+}

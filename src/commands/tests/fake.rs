@@ -36,6 +36,8 @@ pub struct FakeAws {
     pub while_pacing: RefCell<Option<Box<dyn FnOnce()>>>,
     /// Until when each leader's wait for a token was allowed to last.
     pub paced_until: RefCell<Vec<std::time::Instant>>,
+    /// By when each mutating attempt had to go out for the requesters it carried (the gate's).
+    pub send_by: RefCell<Vec<Option<std::time::Instant>>>,
 }
 
 pub const INSTANCE: &str = "i-0a1b2c3d4e5f60001";
@@ -87,6 +89,7 @@ impl FakeAws {
             while_waiting: RefCell::new(None),
             while_pacing: RefCell::new(None),
             paced_until: RefCell::default(),
+            send_by: RefCell::default(),
         };
         for (eni, mac, primary) in [
             (ENI, MAC, "198.18.1.10"),
@@ -162,6 +165,9 @@ impl FakeAws {
 
     fn enter(&self, action: &'static str) -> Result<(), CloudError> {
         if action.starts_with("Assign") || action.starts_with("Unassign") {
+            self.send_by
+                .borrow_mut()
+                .push(crate::cloud::gate::send_by());
             let waited = self.while_waiting.borrow_mut().take();
             if let Some(meanwhile) = waited {
                 meanwhile();
