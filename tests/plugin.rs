@@ -488,12 +488,12 @@ fn a_token_past_the_deadline_goes_on_credit_until_the_node_owes_two_calls() {
         .unwrap();
     let add = |pod: &str, a: &str| {
         let mut conf = fx.conf("1.0.0", NODE1, ENI1, Some(prev_result("1.0.0", &[a])));
-        conf["timeoutMs"] = json!(4000);
+        conf["timeoutMs"] = json!(5000);
         let started = std::time::Instant::now();
         (fx.run("ADD", pod, "net1", &conf), started.elapsed())
     };
     add("first", "198.18.1.90/24").0.ok();
-    // Each next token is 20 s away, past the 4 s deadline: refused, the pod would only be run
+    // Each next token is 20 s away, past the 5 s deadline: refused, the pod would only be run
     // again; lent, the call goes 2 s before the deadline, until the node owes two calls.
     let mut lent = Vec::new();
     let refused = loop {
@@ -503,13 +503,13 @@ fn a_token_past_the_deadline_goes_on_credit_until_the_node_owes_two_calls() {
             break reply;
         }
         assert!(
-            took >= std::time::Duration::from_millis(1500),
+            took >= std::time::Duration::from_millis(2500),
             "{a}: sent on credit just before its deadline, not at once: {took:?}"
         );
         lent.push(a);
         assert!(lent.len() <= 3, "lent past two calls owed: {lent:?}");
     };
-    // Two calls owed, less what 2 s per ADD repay at 0.05/s: the third loan is the last.
+    // Owing 0.85, 1.7, then 2.5 calls less what 3 s per ADD repay at 0.05/s: the third loan is the last.
     assert_eq!(lent.len(), 3, "{lent:?}: {}", refused.msg());
     assert_eq!(refused.err_code(), 11);
     assert!(refused.msg().contains("budget"), "{}", refused.msg());

@@ -175,7 +175,7 @@ impl Sim {
         let law = self.law;
         let n = &mut self.nodes[node];
         law.advance(&mut n.pace, now, jitter);
-        match law.reserve(&mut n.pace, now, leader_deadline) {
+        match law.lend(&mut n.pace, now, leader_deadline) {
             Some(wait) => self.at(now + wait, Event::Send { node }),
             None => self.give_up(node, now),
         }

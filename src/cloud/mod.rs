@@ -166,6 +166,17 @@ pub trait CallBudget: Send + Sync {
         started: std::time::Instant,
         deadline: std::time::Instant,
     ) -> Option<std::time::Duration>;
+    /// [`CallBudget::reserve`] for a call its runtime would make again if refused (a plugin
+    /// command's): a token that would come too late may be lent, the call going just before
+    /// `deadline`, and repaid by the node's next calls.
+    fn lend(
+        &self,
+        action: &'static str,
+        started: std::time::Instant,
+        deadline: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        self.reserve(action, started, deadline)
+    }
     /// How long until `action` has a token, taking none.
     fn ready_in(&self, action: &'static str) -> std::time::Duration;
     /// EC2 answered "slow down" to `action`'s attempt sent at `sent`: once per congestion episode, slow the node down.

@@ -89,6 +89,8 @@ impl RetryPolicy {
     }
 
     fn delay_under(&self, ceiling: Duration, now: Instant, rng: &mut impl Rng) -> Option<Duration> {
+        // Drawn within the time left: a long throttled ceiling must not end the call early.
+        let ceiling = ceiling.min(self.deadline.saturating_duration_since(now));
         let d = Duration::from_micros(rng.random_range(0..=ceiling.as_micros() as u64));
         (now + d < self.deadline).then_some(d)
     }

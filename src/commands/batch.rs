@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const WATCH_FIRST: Duration = Duration::from_millis(2);
 const WATCH_MOST: Duration = Duration::from_millis(25);
 /// What a leader leaves of a requester's time for the call itself after waiting for a token.
-const CALL_ROOM: Duration = Duration::from_secs(2);
+const CALL_ROOM: Duration = Duration::from_millis(crate::store::LAST_CALL_ROOM_MS);
 
 pub struct Batched<'a, E> {
     inner: &'a E,

@@ -26,7 +26,7 @@ mod record;
 mod spool;
 
 pub use agent::{Heartbeat, NoHandOff, HEARTBEAT_MISSES};
-pub use budget::law::{Law as PaceLaw, Pace};
+pub use budget::law::{Law as PaceLaw, Pace, LAST_CALL_ROOM_MS};
 pub use budget::{validate_node_rate, BudgetLimits, BudgetState, NodeBudget, NodeSettings};
 pub use cache::{CachedEni, RegionFile};
 pub use clock::{monotonic_ms, monotonic_ms_at};

@@ -74,13 +74,15 @@ where
     let last_refusal: std::cell::RefCell<Option<String>> = Default::default();
     let last_sent = std::sync::Mutex::new(started);
     let deadline = policy.call_deadline();
+    // A plugin command refused is run again by its runtime; the agent waits for its next pass.
+    let lend = policy.per_call.is_none();
     let outcome = policy
         .run(
             || {
                 // Lazy: nothing is sent until the budget's wait is over.
                 let request = op();
                 let wait = match budget {
-                    Some(b) => reserve(b, action, started, deadline),
+                    Some(b) => reserve(b, action, started, deadline, lend),
                     None => Some(std::time::Duration::ZERO),
                 };
                 let last_sent = &last_sent;
@@ -183,11 +185,16 @@ fn reserve(
     action: &'static str,
     started: std::time::Instant,
     deadline: std::time::Instant,
+    lend: bool,
 ) -> Option<std::time::Duration> {
+    let take = |by| match lend {
+        true => budget.lend(action, started, by),
+        false => budget.reserve(action, started, by),
+    };
     crate::cloud::gate::send_by()
         .filter(|by| *by < deadline)
-        .and_then(|by| budget.reserve(action, started, by))
-        .or_else(|| budget.reserve(action, started, deadline))
+        .and_then(take)
+        .or_else(|| take(deadline))
 }
 
 /// One attempt's failure: EC2's (or the transport's), or the node budget's refusal to wait that long.
@@ -287,16 +294,26 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
-    /// A budget that lends nothing by `refuse_by`, and records each deadline it was asked for.
+    /// A budget that gives nothing by `refuse_by`, and records each deadline it was asked for,
+    /// and whether a loan was allowed.
     struct Asked {
-        deadlines: std::sync::Mutex<Vec<Instant>>,
+        asked: std::sync::Mutex<Vec<(Instant, bool)>>,
         refuse_by: Option<Instant>,
+    }
+
+    impl Asked {
+        fn ask(&self, deadline: Instant, lend: bool) -> Option<Duration> {
+            self.asked.lock().unwrap().push((deadline, lend));
+            (Some(deadline) != self.refuse_by).then_some(Duration::ZERO)
+        }
     }
 
     impl CallBudget for Asked {
         fn reserve(&self, _: &'static str, _: Instant, deadline: Instant) -> Option<Duration> {
-            self.deadlines.lock().unwrap().push(deadline);
-            (Some(deadline) != self.refuse_by).then_some(Duration::ZERO)
+            self.ask(deadline, false)
+        }
+        fn lend(&self, _: &'static str, _: Instant, deadline: Instant) -> Option<Duration> {
+            self.ask(deadline, true)
         }
         fn ready_in(&self, _: &'static str) -> Duration {
             Duration::ZERO
@@ -307,10 +324,12 @@ mod tests {
 
     fn asked(refuse_by: Option<Instant>) -> Asked {
         Asked {
-            deadlines: Default::default(),
+            asked: Default::default(),
             refuse_by,
         }
     }
+
+    const A: &str = "AssignPrivateIpAddresses";
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_shared_call_asks_the_budget_by_its_first_requesters_deadline_then_by_its_own() {
@@ -319,21 +338,26 @@ mod tests {
         let mut seen = Vec::new();
         for refuse_by in [None, Some(first)] {
             let b = asked(refuse_by);
-            let wait = crate::cloud::gate::gated(|| true, Some(first), async {
-                reserve(&b, "AssignPrivateIpAddresses", now, own)
-            })
-            .await;
-            assert_eq!(wait, Some(Duration::ZERO));
-            seen.push(b.deadlines.into_inner().unwrap());
+            let gated = crate::cloud::gate::gated(|| true, Some(first), async {
+                reserve(&b, A, now, own, true)
+            });
+            assert_eq!(gated.await, Some(Duration::ZERO));
+            seen.push(b.asked.into_inner().unwrap());
         }
-        assert_eq!(seen, vec![vec![first], vec![first, own]]);
-        // Outside a shared call, or with a first deadline past its own: by its own only.
+        assert_eq!(
+            seen,
+            vec![vec![(first, true)], vec![(first, true), (own, true)]]
+        );
+        // Outside a shared call, or with a first deadline past its own: by its own only; the
+        // agent's calls (no runtime to run them again) are never lent.
         let b = asked(None);
-        reserve(&b, "AssignPrivateIpAddresses", now, own);
-        crate::cloud::gate::gated(|| true, Some(own + Duration::from_secs(1)), async {
-            reserve(&b, "AssignPrivateIpAddresses", now, own)
-        })
-        .await;
-        assert_eq!(b.deadlines.into_inner().unwrap(), vec![own, own]);
+        reserve(&b, A, now, own, true);
+        let later = Some(own + Duration::from_secs(1));
+        crate::cloud::gate::gated(|| true, later, async { reserve(&b, A, now, own, true) }).await;
+        reserve(&b, A, now, own, false);
+        assert_eq!(
+            b.asked.into_inner().unwrap(),
+            vec![(own, true), (own, true), (own, false)]
+        );
     }
 }

@@ -44,10 +44,11 @@ const AT_FLOOR: f64 = 1.05;
 /// How far apart (in intervals at the new pace) the next calls of nodes throttled together go out.
 const RETRY_SPREAD: f64 = 0.5;
 /// A call on credit goes this long before its deadline (at once when that is past, if half of it
-/// is left), time for EC2 to answer: a batch leader's wait for its token ends there already.
-const LAST_CALL_ROOM_MS: u64 = 2_000;
-/// No credit once the node owes two calls: a node the herd left far below its demand (one call
-/// per 30 s) still serves the requests that queued behind its throttled call.
+/// is left), time for EC2 to answer; a batch leader's wait for its token ends there already. A
+/// loan this soon after another is that call's retry: it goes halfway to the deadline instead.
+pub const LAST_CALL_ROOM_MS: u64 = 2_000;
+/// No loan once the node owes two calls (so it never owes three): a node the herd left far below
+/// its demand (one call per 30 s) still serves the requests that queued behind a throttled call.
 const CREDIT_LIMIT: f64 = -2.0;
 /// How much of the last floor a new episode keeps at least.
 const FLOOR_KEEP: f64 = 0.9;
@@ -91,6 +92,9 @@ pub struct Pace {
     /// Congestion episodes seen, for operators.
     #[serde(default)]
     pub episodes: u64,
+    /// Monotonic ms at which the last call on credit went out (0: none).
+    #[serde(default)]
+    pub lent_ms: u64,
 }
 
 impl Law {
@@ -105,6 +109,7 @@ impl Law {
             decreased_ms: 0,
             floor: self.share.unwrap_or(0.0),
             episodes: 0,
+            lent_ms: 0,
         }
     }
 
@@ -141,23 +146,44 @@ impl Law {
         p.updated_ms = now_ms;
     }
 
-    /// Takes a token for a call that must be done by `deadline_ms`: the wait in ms, or `None`
-    /// (nothing taken) when the token would come too late and the node owes two calls already.
+    /// Takes a token for a call that must be sent before `deadline_ms`: the wait in ms, or `None`
+    /// (nothing taken) when the token would come too late.
     pub fn reserve(&self, p: &mut Pace, now_ms: u64, deadline_ms: u64) -> Option<u64> {
-        let mut wait_ms = self.ready_in(p);
+        let wait_ms = self.ready_in(p);
         if now_ms.saturating_add(wait_ms) >= deadline_ms {
-            // Refused, the runtime would run the command again and make this call later anyway:
-            // it goes on credit, which the node's next calls repay, so its pace holds on average.
-            if p.tokens <= CREDIT_LIMIT || now_ms + LAST_CALL_ROOM_MS / 2 >= deadline_ms {
-                return None;
-            }
-            wait_ms = deadline_ms
-                .saturating_sub(LAST_CALL_ROOM_MS)
-                .saturating_sub(now_ms);
+            return None;
         }
         // A reservation: later callers queue behind this one.
         p.tokens -= 1.0;
         Some(wait_ms)
+    }
+
+    /// [`Law::reserve`] for a call a runtime would make again if refused (a plugin command): a
+    /// token that would come too late is lent, the call going `LAST_CALL_ROOM_MS` before the
+    /// deadline, unless the node owes two calls or there is no room left.
+    pub fn lend(&self, p: &mut Pace, now_ms: u64, deadline_ms: u64) -> Option<u64> {
+        if let Some(wait_ms) = self.reserve(p, now_ms, deadline_ms) {
+            return Some(wait_ms);
+        }
+        if p.tokens <= CREDIT_LIMIT || now_ms + LAST_CALL_ROOM_MS / 2 >= deadline_ms {
+            return None;
+        }
+        // Refused, the pod would be run again and this call made later anyway: on credit, which
+        // the node's next calls repay, its pace holds on average.
+        let wait_ms = match self.lent_just_now(p, now_ms) {
+            true => (deadline_ms - now_ms) / 2,
+            false => deadline_ms
+                .saturating_sub(LAST_CALL_ROOM_MS)
+                .saturating_sub(now_ms),
+        };
+        p.tokens -= 1.0;
+        p.lent_ms = (now_ms + wait_ms).max(1);
+        Some(wait_ms)
+    }
+
+    /// Whether a call at `at_ms` is one on credit or its retry.
+    fn lent_just_now(&self, p: &Pace, at_ms: u64) -> bool {
+        p.lent_ms != 0 && at_ms + 1 >= p.lent_ms && at_ms < p.lent_ms + LAST_CALL_ROOM_MS
     }
 
     /// Ms until the next token, taking nothing.
@@ -178,6 +204,10 @@ impl Law {
         }
         // At the floor already: the congestion is not ours to cure.
         if p.episodes > 0 && p.rate <= self.floor(p) * AT_FLOOR {
+            return;
+        }
+        // A call on credit went outside the pace: its answer says nothing about the pace.
+        if self.lent_just_now(p, sent_ms) {
             return;
         }
         let goodput = self.goodput(p);
@@ -477,10 +507,15 @@ mod tests {
         let mut p = LAW.fresh(1);
         p.tokens = 0.0;
         p.rate = 1.0;
-        assert_eq!(LAW.reserve(&mut p, 1, 500), None, "no room for the call");
+        assert_eq!(LAW.reserve(&mut p, 1, 500), None);
         assert_eq!(p.tokens, 0.0);
         assert_eq!(LAW.reserve(&mut p, 1, 5_000), Some(1000));
         assert_eq!(p.tokens, -1.0);
+        assert_eq!(
+            LAW.reserve(&mut p, 1, 1_999),
+            None,
+            "only a runtime's call is lent"
+        );
     }
 
     #[test]
@@ -489,31 +524,30 @@ mod tests {
         p.tokens = 0.5;
         p.rate = 0.1;
         // The token comes in 5 s, the call must be done in 4 s: it goes with room to be answered.
-        assert_eq!(
-            LAW.reserve(&mut p, 1, 4_001),
-            Some(4_000 - LAST_CALL_ROOM_MS)
-        );
+        assert_eq!(LAW.lend(&mut p, 1, 4_001), Some(4_000 - LAST_CALL_ROOM_MS));
         assert_eq!(p.tokens, -0.5);
-        // Half a call owed: the next token is 15 s away, one more loan.
-        assert_eq!(
-            LAW.reserve(&mut p, 1, 10_001),
-            Some(10_000 - LAST_CALL_ROOM_MS)
-        );
+        // Throttled: no decrease for a call outside the pace; its retry goes halfway to the deadline.
+        let rate = p.rate;
+        LAW.throttled(&mut p, 2_101, 2_001, 0.5);
+        assert_eq!((p.rate, p.episodes), (rate, 0));
+        assert_eq!(LAW.lend(&mut p, 2_101, 4_001), Some(950));
         assert_eq!(p.tokens, -1.5);
-        // Owing two calls: refused, nothing taken.
+        // Owing two calls or more: refused, nothing taken; a call with no room left neither.
         p.tokens = -2.0;
-        assert_eq!(LAW.reserve(&mut p, 1, 10_001), None);
+        assert_eq!(LAW.lend(&mut p, 10_001, 14_001), None);
         assert_eq!(p.tokens, -2.0);
-        // A leader whose wait for the token ended 2 s before its deadline still sends at once.
-        p.tokens = 0.0;
-        assert_eq!(LAW.reserve(&mut p, 8_101, 10_001), Some(0));
+        p.tokens = -1.0;
         assert_eq!(
-            LAW.reserve(&mut p, 9_001, 10_001),
+            LAW.lend(&mut p, 13_101, 14_001),
             None,
             "too late to be answered"
         );
-        p.tokens = -2.0;
-        // The loans are repaid: with no deadline near, the next call waits for its own token.
-        assert_eq!(LAW.reserve(&mut p, 1, 60_001), Some(30_000));
+        // A leader whose wait for its token ended 2 s before its deadline sends at once.
+        assert_eq!(LAW.lend(&mut p, 12_001, 14_001), Some(0));
+        assert_eq!(p.tokens, -2.0);
+        // Repaid by the pace: 50 s at 0.1/s later a token waits again.
+        LAW.advance(&mut p, 50_001, 0.5);
+        assert!(p.tokens > 2.9, "{p:?}");
+        assert_eq!(LAW.reserve(&mut p, 50_001, 60_000), Some(0));
     }
 }

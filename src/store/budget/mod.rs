@@ -202,6 +202,24 @@ impl NodeBudget {
     }
 
     /// `action`'s pace in `s`, brought to `now`.
+    /// A token by `deadline` as `rule` gives it; a budget that cannot be read fails closed to the
+    /// configured pace, never open.
+    fn take(
+        &self,
+        action: &'static str,
+        deadline: Instant,
+        rule: impl FnOnce(&mut Pace, u64, u64) -> Option<u64>,
+    ) -> Option<Duration> {
+        let deadline_ms = monotonic_ms_at(deadline);
+        match self.update(action, |p, now| rule(p, now, deadline_ms)) {
+            Some(wait) => wait.map(Duration::from_millis),
+            None => {
+                let wait = Duration::from_secs_f64(1.0 / self.limits.refill_per_second);
+                (Instant::now() + wait < deadline).then_some(wait)
+            }
+        }
+    }
+
     fn now_in<'s>(&self, s: &'s mut BudgetState, action: &str, now: u64) -> &'s mut Pace {
         // The node's latest congestion, on whichever action met it (a pace from before a reboot
         // knows nothing of this boot's clock).
@@ -232,16 +250,13 @@ impl CallBudget for NodeBudget {
         _started: Instant,
         deadline: Instant,
     ) -> Option<Duration> {
-        let deadline_ms = monotonic_ms_at(deadline);
         let law = self.law;
-        match self.update(action, |p, now| law.reserve(p, now, deadline_ms)) {
-            Some(wait) => wait.map(Duration::from_millis),
-            // A budget that cannot be read fails closed to the configured pace, never open.
-            None => {
-                let wait = Duration::from_secs_f64(1.0 / self.limits.refill_per_second);
-                (Instant::now() + wait < deadline).then_some(wait)
-            }
-        }
+        self.take(action, deadline, |p, now, by| law.reserve(p, now, by))
+    }
+
+    fn lend(&self, action: &'static str, _started: Instant, deadline: Instant) -> Option<Duration> {
+        let law = self.law;
+        self.take(action, deadline, |p, now, by| law.lend(p, now, by))
     }
 
     fn ready_in(&self, action: &'static str) -> Duration {
