@@ -381,12 +381,13 @@ pub fn simulate(w: Workload, share: Option<f64>) -> FleetResult {
     sim.run();
     let mut r = sim.r;
     r.converge_s = sim.last_done as f64 / 1000.0;
-    // The closed loop's bound is section 6's: one call per pod.
+    // The co-tenant's tokens are in the bound: no law of ours can have them. The closed loop's
+    // calls are section 6's, one per pod.
     let calls = match w.processes {
-        Some(_) => r.pods as f64,
-        None => (r.accepted + r.co_tenant_accepted) as f64,
-    };
-    let bucket_bound = (calls - w.bucket.0).max(0.0) / w.bucket.1;
+        Some(_) => r.pods as u64,
+        None => r.accepted,
+    } + r.co_tenant_accepted;
+    let bucket_bound = (calls as f64 - w.bucket.0).max(0.0) / w.bucket.1;
     r.bound_s = bucket_bound.max((last_arrival + LATENCY_MS) as f64 / 1000.0);
     r.episodes = sim.nodes.iter().map(|n| n.pace.episodes).sum();
     r.add_ms

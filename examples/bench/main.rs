@@ -303,7 +303,7 @@ fn fleet_section(scale: &[scale::ScaleRun], bucket: Throttle, sizes: Vec<usize>)
     }
     let _ = writeln!(
         w,
-        "\nSection 6's real run on the same clock (the law's check between real runs, which take 13 minutes): {CLOSED_LOOP_NODES} nodes, fresh at once, {FLEET_PODS_PER_NODE} pods each in pod-major order through {CLOSED_LOOP_PROCESSES} plugin processes (a process held until its pod's address is on the ENI), its stand-in bucket (100, 20/s), the co-tenant; a row for each of the first seeds, then the mean of all. The bound is section 6's, one call per pod.\n\n{}",
+        "\nSection 6's real run on the same clock (the law's check between real runs, which take 13 minutes): {CLOSED_LOOP_NODES} nodes, fresh at once, {FLEET_PODS_PER_NODE} pods each in pod-major order through {CLOSED_LOOP_PROCESSES} plugin processes (a process held until its pod's address is on the ENI), its stand-in bucket (100, 20/s), the co-tenant; a row for each of the first seeds, then the mean of all. The bound is section 6's: one call per pod, and the co-tenant's calls.\n\n{}",
         fleet::HEADER
     );
     let mut sums = [0.0; 4];

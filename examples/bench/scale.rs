@@ -13,6 +13,41 @@ pub(crate) struct ScaleRun {
     pub(crate) co_tenant: (u64, u64),
 }
 
+impl ScaleRun {
+    /// The bucket's bound for one call per pod: the goal's bound before the co-tenant came.
+    fn per_pod_bound(&self, b: Throttle) -> f64 {
+        (self.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second
+    }
+
+    /// The co-tenant's accepted calls during a phase: tokens no law of ours can have.
+    fn co_tenant_tokens(&self, add: bool) -> u64 {
+        match add {
+            true => self.co_tenant.0.saturating_sub(self.co_tenant.1),
+            false => 0,
+        }
+    }
+
+    /// The bucket's bound for one call per pod and the co-tenant's accepted calls.
+    fn bound(&self, add: bool, b: Throttle) -> f64 {
+        let tokens = self.pods as u64 + self.co_tenant_tokens(add);
+        (tokens as f64 - b.capacity as f64).max(0.0) / b.refill_per_second
+    }
+
+    fn converge(&self, add: bool, b: Throttle) -> f64 {
+        let wall = if add {
+            self.add.wall_s
+        } else {
+            self.del.wall_s
+        };
+        let bound = self.bound(add, b);
+        if bound > 0.0 {
+            wall / bound
+        } else {
+            0.0
+        }
+    }
+}
+
 pub(crate) fn scale(ctx: &Ctx) -> Result<Vec<ScaleRun>, String> {
     let mut out = Vec::new();
     for &n in &ctx.opts.nodes {
@@ -98,14 +133,14 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
         "Each node is a c5.4xlarge with its own IMDS identity (own listener), ENI, master link (its MAC) and state dir; all ADDs (pod-major order, so every node starts early), then all DELs, at most {} plugin processes at once on this 2-core machine. EC2 latency {LATENCY_MS} ms, IMDS 1 ms. One account-level **bucket per EC2 action, capacity {}, refill {}/s**, shared by every node (AWS documents per-action buckets per account and Region; its real sizes for these actions are not published in a form we can cite, so this is a stand-in: the time scales with 1/refill). A failed pod is run again up to {} times, a second apart, as kubelet would. **One run per N** (a full set takes minutes).\n",
         o.in_flight, b.capacity, b.refill_per_second, SCALE_ATTEMPTS - 1
     );
-    let _ = writeln!(w, "| nodes | pods | phase | time to converge, s | bucket's lower bound, s | EC2 calls (incl. throttled) | throttled | accepted calls | failed invocations | pods never done | per-pod ms (ADD→address on the ENI, for ADD) p50 / p99 / max | CPU busy (children + sim) |");
+    let _ = writeln!(w, "| nodes | pods | phase | time to converge, s | bucket's bound: a call per pod and the co-tenant's, s | a call per pod alone, s | EC2 calls (incl. throttled) | throttled | accepted calls | failed invocations | pods never done | per-pod ms (ADD→address on the ENI, for ADD) p50 / p99 / max | CPU busy (children + sim) |");
     let _ = writeln!(
         w,
-        "|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
     );
     for s in scale {
-        for (name, p) in [("ADD", &s.add), ("DEL", &s.del)] {
-            let bound = (s.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second;
+        for (name, p, add) in [("ADD", &s.add, true), ("DEL", &s.del, false)] {
+            let (bound, per_pod) = (s.bound(add, b), s.per_pod_bound(b));
             let acts = p
                 .calls
                 .by_action
@@ -126,7 +161,7 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
                 (child_cpu + p.sim_cpu_ms) / (p.wall_s * 1000.0 * nproc.max(1) as f64) * 100.0;
             let _ = writeln!(
                 w,
-                "| {} | {} | {name} | {:.1} | {bound:.1} | {acts} | {} | {} | {} | {} | {} / {} / {} | {busy:.0}% |",
+                "| {} | {} | {name} | {:.1} | {bound:.1} | {per_pod:.1} | {acts} | {} | {} | {} | {} | {} / {} / {} | {busy:.0}% |",
                 s.nodes,
                 s.pods,
                 p.wall_s,
@@ -142,14 +177,15 @@ pub(crate) fn report(w: &mut String, ctx: &Ctx, scale: &[ScaleRun], nproc: usize
     }
     let _ = writeln!(w);
     if let Some(big) = scale.iter().max_by_key(|s| s.pods) {
-        let bound = (big.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second;
+        let bound = big.bound(true, b);
+        let co_tenant = big.co_tenant_tokens(true);
         let child_cpu: f64 = big.add.execs.iter().map(|e| e.cpu_ms).sum();
         let busy =
             (child_cpu + big.add.sim_cpu_ms) / (big.add.wall_s * 1000.0 * nproc.max(1) as f64);
         let wall = big.add.wall_s;
         let limit = if bound > 0.0 && bound >= 0.7 * wall {
             format!(
-                "the account's AssignPrivateIpAddresses bucket. {} pods need {} tokens; after the first {} they come at {}/s, so converging takes at least {bound:.0} s whatever the plugin does, and {wall:.0} s was measured ({:.2}× that bound; CPU {:.0}% busy). It grows linearly with nodes × pods, and only a larger refill (an AWS limit increase) or fewer calls per pod (here already one per ADD and one per DEL) shortens it",
+                "the account's AssignPrivateIpAddresses bucket. {} pods need {} tokens and the co-tenant took {co_tenant}; after the first {} they come at {}/s, so converging takes at least {bound:.0} s whatever the plugin does, and {wall:.0} s was measured ({:.2}× that bound; CPU {:.0}% busy). It grows linearly with nodes × pods, and only a larger refill (an AWS limit increase) or fewer calls per pod (here already one per ADD and one per DEL at most) shortens it",
                 big.pods, big.pods, b.capacity, b.refill_per_second, wall / bound, busy * 100.0
             )
         } else if busy > 0.8 {
@@ -188,7 +224,6 @@ fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
     let Some(big) = scale.iter().max_by_key(|s| s.pods) else {
         return;
     };
-    let bound = (big.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second;
     let _ = writeln!(
         w,
         "| {} nodes × {} pods | main 2672631 (200 × 20) | now, ADD | now, DEL | goal |",
@@ -200,37 +235,53 @@ fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
         let accepted = (p.calls.mutating + p.calls.describes).saturating_sub(p.calls.throttled);
         p.calls.throttled as f64 / accepted.max(1) as f64
     };
-    let converge = |p: &Phase| if bound > 0.0 { p.wall_s / bound } else { 0.0 };
     let code_11 = |p: &Phase| {
         p.execs
             .iter()
             .filter(|e| !e.ok() && e.stdout.contains("\"code\":11"))
             .count() as f64
     };
-    type Row<'a> = (&'a str, &'a str, &'a dyn Fn(&Phase) -> f64, f64);
-    let rows: [Row; 3] = [
+    let per_pod = big.per_pod_bound(b);
+    let per_pod = |p: &Phase| {
+        if per_pod > 0.0 {
+            p.wall_s / per_pod
+        } else {
+            0.0
+        }
+    };
+    let rows = [
         (
             "throttled responses per accepted call",
             "0.95",
-            &throttled,
-            0.1,
+            (throttled(&big.add), throttled(&big.del)),
+            Some(0.1),
         ),
         (
-            "time to converge / the bucket's bound",
+            "time to converge / the bucket's bound (one call per pod and the co-tenant's calls)",
             "1.01",
-            &converge,
-            1.1,
+            (big.converge(true, b), big.converge(false, b)),
+            Some(1.1),
         ),
-        ("invocations that ended in code 11", "0", &code_11, 0.0),
+        (
+            "time to converge / one call per pod alone (the co-tenant's calls left out)",
+            "1.01",
+            (per_pod(&big.add), per_pod(&big.del)),
+            None,
+        ),
+        (
+            "invocations that ended in code 11",
+            "0",
+            (code_11(&big.add), code_11(&big.del)),
+            Some(0.0),
+        ),
     ];
-    for (name, before, f, goal) in rows {
-        let (a, d) = (f(&big.add), f(&big.del));
-        let met = a <= goal && d <= goal;
-        let _ = writeln!(
-            w,
-            "| {name} | {before} | {a:.2} | {d:.2} | ≤ {goal}: {} |",
-            if met { "**met**" } else { "**MISSED**" }
-        );
+    for (name, before, (a, d), goal) in rows {
+        let verdict = match goal {
+            Some(g) if a <= g && d <= g => format!("≤ {g}: **met**"),
+            Some(g) => format!("≤ {g}: **MISSED**"),
+            None => "for comparison".into(),
+        };
+        let _ = writeln!(w, "| {name} | {before} | {a:.2} | {d:.2} | {verdict} |");
     }
     let _ = writeln!(w);
 }
@@ -239,17 +290,13 @@ fn goals(w: &mut String, scale: &[ScaleRun], b: Throttle) {
 /// during ADD.
 pub(crate) fn final_line(scale: &[ScaleRun], b: Throttle) -> Option<String> {
     let big = scale.iter().max_by_key(|s| s.pods)?;
-    let bound = (big.pods as f64 - b.capacity as f64).max(0.0) / b.refill_per_second;
     let phases = [&big.add, &big.del];
     let throttled: u64 = phases.iter().map(|p| p.calls.throttled).sum();
     let accepted: u64 = phases
         .iter()
         .map(|p| (p.calls.mutating + p.calls.describes).saturating_sub(p.calls.throttled))
         .sum();
-    let converge = phases
-        .iter()
-        .map(|p| if bound > 0.0 { p.wall_s / bound } else { 0.0 })
-        .fold(0.0, f64::max);
+    let converge = big.converge(true, b).max(big.converge(false, b));
     let code11 = phases
         .iter()
         .flat_map(|p| &p.execs)
