@@ -201,7 +201,6 @@ impl NodeBudget {
         Some(out)
     }
 
-    /// `action`'s pace in `s`, brought to `now`.
     /// A token by `deadline` as `rule` gives it; a budget that cannot be read fails closed to the
     /// configured pace, never open.
     fn take(
@@ -220,6 +219,7 @@ impl NodeBudget {
         }
     }
 
+    /// `action`'s pace in `s`, brought to `now`.
     fn now_in<'s>(&self, s: &'s mut BudgetState, action: &str, now: u64) -> &'s mut Pace {
         // The node's latest congestion, on whichever action met it (a pace from before a reboot
         // knows nothing of this boot's clock).
