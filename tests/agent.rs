@@ -205,8 +205,12 @@ fn agent_survives_a_runtime_restart_and_finishes_hand_offs_meanwhile() {
     let (code, body) = agent.get("/readyz");
     assert_eq!(code, 503, "{body}");
     bed.fx.sim.set_faults(Faults::default());
-    wait_until(SOON, || bed.held() == [ip("198.18.1.6")])
-        .unwrap_or_else(|()| panic!("hand-off not finished during the outage:\n{}", agent.log()));
+    // The agent drops ctr-1's record after EC2's answer: wait for both, not only the first.
+    wait_until(SOON, || {
+        bed.held() == [ip("198.18.1.6")] && bed.containers() == ["ctr-2"]
+    })
+    .unwrap_or_else(|()| panic!("hand-off not finished during the outage:\n{}", agent.log()));
+    assert_eq!(bed.held(), vec![ip("198.18.1.6")], "nobody else released");
     assert_eq!(bed.containers(), vec!["ctr-2"], "nobody else released");
     bed.cri = FakeCri::start(&bed.cri.socket.clone(), &["agent-pod", "ctr-2"]);
     let calls = bed.cri.calls();
